@@ -1,0 +1,41 @@
+/**
+ * The paper's hyper-parameters, in one place (Jiang et al., 2025, "Hierarchical Self-Contrastive
+ * Rewarding for Medical VLM Alignment"). Every CLI default and library default reads from here.
+ */
+export const HSCR_DEFAULTS = {
+  /** §3.1: share of visual tokens dropped (after the projector) for the degraded view i'. */
+  dropRatio: 0.7,
+  /** §3.1: contrastive logits (1+β)·logit(y|i,x) − β·logit(y|i',x). */
+  beta: 0.9,
+  /** §3.1: number of modality-coupled ("sensitive") token positions. */
+  topN: 10,
+  /** §3.1: dispreferred answers generated per sample (the paper leaves k open; see lib/generate). */
+  k: 6,
+  /**
+   * §3.1 plausibility cut (VCD-style α): a replacement token must have, in the dropped view,
+   * p ≥ α·max p. Keeps replacements fluent so the wrongness comes from the image, not from grammar.
+   */
+  plausibilityAlpha: 0.1,
+  /** §3.2: dispreferred answers kept after re-ranking. */
+  j: 3,
+  /** §3.2: minimum pairwise similarity gap between kept answers. */
+  minGap: 0.1,
+  /** §3.3: reward scale γ in r(y) = γ·(log πθ − log πsft). */
+  gamma: 0.1,
+  /** §3.3: weights of the explicit and implicit terms, L = λE·L_E + λI·L_I. */
+  lambdaExplicit: 1,
+  lambdaImplicit: 1,
+  /** §4.1 implementation details. */
+  loraR: 16,
+  loraAlpha: 32,
+  loraDropout: 0.05,
+  lr: 5e-7,
+  schedule: 'cosine' as const,
+  warmupRatio: 0.03,
+  epochs: 2,
+  batchPerDevice: 2,
+  samples: 2000,
+  weightDecay: 0,
+} as const;
+
+export type HscrDefaults = typeof HSCR_DEFAULTS;
