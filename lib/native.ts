@@ -1,0 +1,145 @@
+/**
+ * Loads the native addon once (prebuild or local build, through node-gyp-build), hands it the HscrError
+ * class so native failures arrive typed, and applies the thread setting. Everything native goes through here.
+ */
+import fs from 'fs';
+import os from 'os';
+import path from 'path';
+import { HscrError } from './errors';
+
+export type DType = 'float32' | 'float64' | 'bfloat16' | 'float16' | 'int64' | 'int32' | 'uint8' | 'bool';
+export type TypedArrayOf<D extends DType> = D extends 'float32'
+  ? Float32Array
+  : D extends 'float64'
+    ? Float64Array
+    : D extends 'bfloat16' | 'float16'
+      ? Uint16Array
+      : D extends 'int64'
+        ? BigInt64Array
+        : D extends 'int32'
+          ? Int32Array
+          : Uint8Array;
+export type AnyTypedArray = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
+
+/** A handle on a native torch::Tensor. Data stays native until toArray() copies it out. */
+export interface Tensor {
+  readonly shape: number[];
+  readonly dtype: DType;
+  readonly device: string;
+  readonly numel: number;
+  readonly disposed: boolean;
+  toArray(): AnyTypedArray;
+  /** A copy on another device ("cpu", "cuda", "cuda:1") or in another dtype. */
+  to(deviceOrDtype: string): Tensor;
+  toAsync(deviceOrDtype: string): Promise<Tensor>;
+  /** Frees the native memory now; safe to call twice. The GC frees it otherwise. */
+  dispose(): void;
+}
+
+export interface TensorClass {
+  fromArray(data: AnyTypedArray, shape: number[], dtype?: DType): Tensor;
+}
+
+export interface RuntimeInfo {
+  torchVersion: string;
+  threads: number;
+  interopThreads: number;
+  parallelInfo: string;
+  cudaAvailable: boolean;
+  cudaDeviceCount: number;
+  cudnnAvailable: boolean;
+  napiVersion: number;
+  builtWithCuda: boolean;
+}
+
+export interface GemmResult {
+  n: number;
+  iterations: number;
+  seconds: number;
+  gflops: number;
+  threads: number;
+}
+
+/** The raw addon surface. Later stages extend it (model, kernels, training). */
+export interface NativeAddon {
+  Tensor: TensorClass;
+  setErrorClass(cls: typeof HscrError): void;
+  setNumThreads(n: number): void;
+  runtimeInfo(): RuntimeInfo;
+  gemmBenchmark(n: number, seconds?: number, device?: string, dtype?: DType): Promise<GemmResult>;
+  matmulAsync(a: Tensor, b: Tensor): Promise<Tensor>;
+  randn(shape: number[], options?: { seed?: number; dtype?: DType }): Tensor;
+  [name: string]: unknown;
+}
+
+export interface AddonLocation {
+  path: string;
+  fromPrebuild: boolean;
+}
+
+/** The package root: where package.json is, from lib/ (ts) or dist/lib/ (js). */
+export const PACKAGE_ROOT = (() => {
+  let dir = __dirname;
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const up = path.dirname(dir);
+    if (up === dir) return path.resolve(__dirname, '..');
+    dir = up;
+  }
+  return dir;
+})();
+
+let loaded: { addon: NativeAddon; location: AddonLocation } | undefined;
+
+/** Thread count: explicit option > HSCR_NUM_THREADS > the machine's cores (libtorch would pick 1 here). */
+export function resolveThreads(requested?: number, env: NodeJS.ProcessEnv = process.env): number {
+  const fromEnv = env.HSCR_NUM_THREADS;
+  const value = requested ?? (fromEnv !== undefined && fromEnv !== '' ? Number(fromEnv) : os.availableParallelism());
+  if (!Number.isInteger(value) || value < 1) {
+    throw new HscrError(`thread count must be a positive integer`, 'E_ARG', requested ?? fromEnv);
+  }
+  return value;
+}
+
+function load(): { addon: NativeAddon; location: AddonLocation } {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
+  let file: string;
+  try {
+    file = nodeGypBuild.resolve(PACKAGE_ROOT);
+  } catch (e) {
+    throw new HscrError(
+      `the hscr native addon is not built: run \`npm install\` (after \`bash scripts/setup.sh\`) in ${PACKAGE_ROOT}. ${(e as Error).message}`,
+      'E_NATIVE',
+    );
+  }
+  let addon: NativeAddon;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    addon = require(file) as NativeAddon;
+  } catch (e) {
+    throw new HscrError(`the hscr native addon at ${file} does not load: ${(e as Error).message}`, 'E_NATIVE', file);
+  }
+  addon.setErrorClass(HscrError);
+  addon.setNumThreads(resolveThreads());
+  const fromPrebuild = path.relative(PACKAGE_ROOT, file).split(path.sep)[0] === 'prebuilds';
+  return { addon, location: { path: file, fromPrebuild } };
+}
+
+/** The addon, loaded on first use. */
+export function native(): NativeAddon {
+  loaded ??= load();
+  return loaded.addon;
+}
+
+/** Which binary was loaded and from where (a local build shadows prebuilds: doctor reports it). */
+export function addonLocation(): AddonLocation {
+  loaded ??= load();
+  return loaded.location;
+}
+
+/** Sets libtorch's intra-op threads for this process. */
+export function setThreads(n?: number): number {
+  const threads = resolveThreads(n);
+  native().setNumThreads(threads);
+  return threads;
+}

@@ -1,0 +1,7 @@
+// Each part of the addon registers its exports here; addon.cpp calls them in order.
+#pragma once
+#include <napi.h>
+
+namespace hscr {
+void registerRuntime(Napi::Env env, Napi::Object exports);
+}  // namespace hscr

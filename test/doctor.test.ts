@@ -1,0 +1,30 @@
+import t from 'tap';
+import os from 'os';
+import { execFileSync } from 'child_process';
+import path from 'path';
+
+const root = path.resolve(__dirname, '..');
+
+t.test('hscr doctor --json reports threads = cores, OpenBLAS and a real GEMM figure', async (t) => {
+  const out = execFileSync(process.execPath, [path.join(root, 'bin/hscr.js'), 'doctor', '--json', '--gemm-size', '256'], {
+    encoding: 'utf8',
+    env: { ...process.env, HSCR_NUM_THREADS: '' },
+  });
+  const r = JSON.parse(out);
+  t.equal(r.threads, os.availableParallelism());
+  t.equal(r.cores, os.availableParallelism());
+  t.match(r.torch.version, /^\d+\.\d+/);
+  t.ok(r.addon.path.endsWith('.node') && typeof r.addon.fromPrebuild === 'boolean');
+  t.ok(r.blas.some((l: string) => /openblas/.test(l)), `libtorch's BLAS is OpenBLAS: ${r.blas}`);
+  // 256³·2 flops run at ≥ 1 GFLOP/s even on the reference BLAS; the figure must be a real measurement.
+  t.ok(r.gemm.gflops > 1 && r.gemm.seconds >= 1, `gemm ${r.gemm.gflops} GFLOP/s over ${r.gemm.seconds}s`);
+  t.equal(r.cuda.available, r.cuda.devices > 0);
+});
+
+t.test('HSCR_NUM_THREADS overrides the core count', async (t) => {
+  const out = execFileSync(process.execPath, [path.join(root, 'bin/hscr.js'), 'doctor', '--json', '--gemm-size', '64'], {
+    encoding: 'utf8',
+    env: { ...process.env, HSCR_NUM_THREADS: '1' },
+  });
+  t.equal(JSON.parse(out).threads, 1);
+});
