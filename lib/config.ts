@@ -12,6 +12,11 @@ export const HSCR_DEFAULTS = {
   /** §3.1: dispreferred answers generated per sample (the paper leaves k open; see lib/generate). */
   k: 6,
   /**
+   * §3.1 leaves open how many sensitive tokens each of the k dispreferred answers replaces; hscr's reading:
+   * 'spread' = y_l_i replaces the ceil(i·n/k) most sensitive (see lib/generate/dispreferred.ts).
+   */
+  dispreferredSchedule: 'spread' as 'spread' | 'prefix',
+  /**
    * §3.1 plausibility cut (VCD-style α): a replacement token must have, in the dropped view,
    * p ≥ α·max p. Keeps replacements fluent so the wrongness comes from the image, not from grammar.
    */

@@ -105,7 +105,8 @@ function load(): { addon: NativeAddon; location: AddonLocation } {
   const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
   let file: string;
   try {
-    file = nodeGypBuild.resolve(PACKAGE_ROOT);
+    // HSCR_ADDON_PATH pins one binary (a second build dir, a CUDA build); otherwise node-gyp-build's order.
+    file = process.env.HSCR_ADDON_PATH ? path.resolve(process.env.HSCR_ADDON_PATH) : nodeGypBuild.resolve(PACKAGE_ROOT);
   } catch (e) {
     throw new HscrError(
       `the hscr native addon is not built: run \`npm install\` (after \`bash scripts/setup.sh\`) in ${PACKAGE_ROOT}. ${(e as Error).message}`,

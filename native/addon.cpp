@@ -8,6 +8,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new AddonData());
   Tensor::Init(env, exports);
   registerRuntime(env, exports);
+  registerSafetensors(env, exports);
+  registerModel(env, exports);
   return exports;
 }
 

@@ -25,6 +25,7 @@ struct Error : std::runtime_error {
 struct AddonData {
   Napi::FunctionReference errorClass;  // HscrError, handed over by lib/native.ts at load
   Napi::FunctionReference tensorClass;
+  Napi::FunctionReference modelClass;
 };
 AddonData& addonData(Napi::Env env);
 

@@ -134,7 +134,11 @@ std::vector<int64_t> toIntList(const Napi::Value& v, const std::string& name) {
   return out;
 }
 
-static Napi::Value field(const Napi::Object& o, const char* key) { return o.Get(key); }
+// null counts as absent: JSON configs say `"pad_token_id": null` for "no value".
+static Napi::Value field(const Napi::Object& o, const char* key) {
+  auto v = o.Get(key);
+  return v.IsNull() ? o.Env().Undefined() : v;
+}
 
 int64_t optInt(const Napi::Object& o, const char* key, int64_t dflt) {
   auto v = field(o, key);

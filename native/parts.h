@@ -4,4 +4,6 @@
 
 namespace hscr {
 void registerRuntime(Napi::Env env, Napi::Object exports);
+void registerSafetensors(Napi::Env env, Napi::Object exports);
+void registerModel(Napi::Env env, Napi::Object exports);
 }  // namespace hscr

@@ -4,10 +4,11 @@
 #   libopenblas0-openmp the BLAS libtorch's CPU matmuls go through (the default reference BLAS is ~30x slower;
 #                       the openmp build, not pthread, so it shares torch's OpenMP threads)
 #   cmake               builds the addon (through cmake-js)
+#   nlohmann-json3-dev  JSON for safetensors headers (header-only)
 #   python3-torch       Debian's PyTorch for the cross-check tests and benches (never used at run time)
 set -euo pipefail
 
-PACKAGES=(libtorch-dev libopenblas0-openmp cmake python3-torch g++ make)
+PACKAGES=(libtorch-dev libopenblas0-openmp cmake nlohmann-json3-dev python3-torch g++ make)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

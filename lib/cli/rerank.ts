@@ -1,0 +1,80 @@
+import type { Command } from 'commander';
+import { HSCR_DEFAULTS } from '../config';
+import { HscrError } from '../errors';
+import { rerankFile, type RerankCounts, type RerankMode } from '../rerank/rerank';
+import { embeddingWordSimilarity, type WordSimilarity, type WordVectors } from '../rerank/similarity';
+
+interface RerankCliOptions {
+  in: string;
+  out: string;
+  j: number;
+  minGap: number;
+  mode: RerankMode;
+  model?: string;
+  quiet?: boolean;
+}
+
+// Stands in for lib/model/embeddings.ts's loadWordVectors until the model code has it; swap for the import then.
+function loadWordVectors(modelDir: string): WordVectors | Promise<WordVectors> {
+  throw new HscrError('--model: word vectors from the model token embeddings are not available yet (lib/model/embeddings.ts)', 'E_ARG', modelDir);
+}
+
+function positiveInteger(flag: string): (raw: string) => number {
+  return (raw) => {
+    const value = Number(raw);
+    if (!/^\s*\d+\s*$/.test(raw) || value < 1) throw new HscrError(`${flag} must be a positive integer, got "${raw}"`, 'E_ARG', raw);
+    return value;
+  };
+}
+
+function nonNegativeNumber(flag: string): (raw: string) => number {
+  return (raw) => {
+    const value = Number(raw);
+    if (raw.trim() === '' || !Number.isFinite(value) || value < 0) throw new HscrError(`${flag} must be a number ≥ 0, got "${raw}"`, 'E_ARG', raw);
+    return value;
+  };
+}
+
+function rerankMode(raw: string): RerankMode {
+  if (raw !== 'ranked' && raw !== 'binary') throw new HscrError(`--mode must be 'ranked' or 'binary', got "${raw}"`, 'E_ARG', raw);
+  return raw;
+}
+
+/** The summary `hscr rerank` prints: what was kept and how many samples fell short. */
+export function formatRerankCounts(counts: RerankCounts, opts: { j: number; mode: RerankMode; out: string }): string {
+  const wanted = opts.mode === 'binary' ? 1 : opts.j;
+  const histogram = counts.keptHistogram.map((samples, kept) => `${kept}: ${samples}`).join(', ');
+  return [
+    `rerank: ${counts.samples} samples, ${counts.resumed} already in ${opts.out}, ${counts.written} written`,
+    `kept per sample (kept: samples): ${histogram || 'none'}`,
+    `fell short of ${wanted} (${opts.mode}): ${counts.shortfall}`,
+  ].join('\n');
+}
+
+async function wordSimilarityFor(modelDir: string | undefined): Promise<WordSimilarity | undefined> {
+  return modelDir === undefined ? undefined : embeddingWordSimilarity(await loadWordVectors(modelDir));
+}
+
+async function runRerank(opts: RerankCliOptions): Promise<void> {
+  const wordSimilarity = await wordSimilarityFor(opts.model);
+  const counts = await rerankFile(opts.in, opts.out, { j: opts.j, minGap: opts.minGap, mode: opts.mode, wordSimilarity, quiet: opts.quiet });
+  if (counts.truncated) {
+    const { line, bytes } = counts.truncated;
+    process.stderr.write(`hscr rerank: cut off the partial line ${line} (${bytes} bytes) a killed run left at the end of ${opts.out}\n`);
+  }
+  process.stdout.write(`${formatRerankCounts(counts, opts)}\n`);
+}
+
+export function registerRerankCommands(program: Command): void {
+  program
+    .command('rerank')
+    .description('re-rank dispreferred answers by similarity to the chosen one (HSCR §3.2); resumable')
+    .requiredOption('--in <file>', 'prefs.jsonl from hscr generate')
+    .requiredOption('--out <file>', 'ranked.jsonl to write (appended to; ids already there are skipped)')
+    .option('--j <n>', 'dispreferred answers kept per sample', positiveInteger('--j'), HSCR_DEFAULTS.j)
+    .option('--min-gap <x>', 'minimum similarity gap between kept answers', nonNegativeNumber('--min-gap'), HSCR_DEFAULTS.minGap)
+    .option('--mode <mode>', "'ranked' (j answers, for MLPO) or 'binary' (the least similar one, for DPO)", rerankMode, 'ranked' as RerankMode)
+    .option('--model <dir>', 'word similarity from this model’s token embeddings (default: exact word match)')
+    .option('--quiet', 'no progress output')
+    .action(runRerank);
+}

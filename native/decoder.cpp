@@ -1,0 +1,128 @@
+#include "decoder.h"
+
+namespace hscr {
+
+RmsNormImpl::RmsNormImpl(int64_t d, double eps_) : eps(eps_) { weight = register_parameter("weight", torch::ones({d})); }
+
+torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  // In fp32 whatever the weights' dtype, as transformers does.
+  auto xf = x.to(torch::kFloat);
+  xf = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
+  return weight * xf.to(x.dtype());
+}
+
+DecoderAttentionImpl::DecoderAttentionImpl(const TextConfig& c) : heads(c.numHeads), kvHeads(c.numKvHeads), headDim(c.headDim) {
+  q_proj = register_module("q_proj", Linear(c.hiddenSize, heads * headDim, false));
+  k_proj = register_module("k_proj", Linear(c.hiddenSize, kvHeads * headDim, false));
+  v_proj = register_module("v_proj", Linear(c.hiddenSize, kvHeads * headDim, false));
+  o_proj = register_module("o_proj", Linear(heads * headDim, c.hiddenSize, false));
+}
+
+static torch::Tensor rotateHalf(const torch::Tensor& x) {
+  auto half = x.size(-1) / 2;
+  return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
+}
+
+torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                            const torch::Tensor& mask, KvCache* cache, size_t layer) {
+  auto B = x.size(0), T = x.size(1);
+  auto q = q_proj(x).view({B, T, heads, headDim}).transpose(1, 2);
+  auto k = k_proj(x).view({B, T, kvHeads, headDim}).transpose(1, 2);
+  auto v = v_proj(x).view({B, T, kvHeads, headDim}).transpose(1, 2);
+  q = (q * cos + rotateHalf(q) * sin).to(x.dtype());
+  k = (k * cos + rotateHalf(k) * sin).to(x.dtype());
+  if (cache) {
+    if (cache->keys.size() <= layer) {
+      cache->keys.push_back(k);
+      cache->values.push_back(v);
+    } else {
+      cache->keys[layer] = k = torch::cat({cache->keys[layer], k}, 2);
+      cache->values[layer] = v = torch::cat({cache->values[layer], v}, 2);
+    }
+  }
+  if (kvHeads != heads) {  // grouped-query attention: each kv head serves heads/kvHeads query heads
+    k = k.repeat_interleave(heads / kvHeads, 1);
+    v = v.repeat_interleave(heads / kvHeads, 1);
+  }
+  auto scores = torch::matmul(q, k.transpose(-1, -2)).to(torch::kFloat) * (1.0 / std::sqrt(static_cast<double>(headDim)));
+  auto probs = torch::softmax(scores + mask, -1).to(v.dtype());
+  auto out = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, heads * headDim});
+  return o_proj(out);
+}
+
+SwiGluImpl::SwiGluImpl(const TextConfig& c) {
+  gate_proj = register_module("gate_proj", Linear(c.hiddenSize, c.intermediateSize, false));
+  up_proj = register_module("up_proj", Linear(c.hiddenSize, c.intermediateSize, false));
+  down_proj = register_module("down_proj", Linear(c.intermediateSize, c.hiddenSize, false));
+}
+
+torch::Tensor SwiGluImpl::forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
+
+DecoderLayerImpl::DecoderLayerImpl(const TextConfig& c) {
+  self_attn = register_module("self_attn", DecoderAttention(c));
+  mlp = register_module("mlp", SwiGlu(c));
+  input_layernorm = register_module("input_layernorm", RmsNorm(c.hiddenSize, c.rmsNormEps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.hiddenSize, c.rmsNormEps));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
+                                        const torch::Tensor& mask, KvCache* cache, size_t layer) {
+  auto h = x + self_attn(input_layernorm(x), cos, sin, mask, cache, layer);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+DecoderImpl::DecoderImpl(const TextConfig& c) : config(c) {
+  model = register_module("model", std::make_shared<torch::nn::Module>());
+  embed_tokens = model->register_module("embed_tokens", torch::nn::Embedding(c.vocabSize, c.hiddenSize));
+  auto list = model->register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.numLayers; ++i) {
+    layers.push_back(DecoderLayer(c));
+    list->push_back(layers.back());
+  }
+  norm = model->register_module("norm", RmsNorm(c.hiddenSize, c.rmsNormEps));
+  if (!c.tieWordEmbeddings) lm_head = register_module("lm_head", Linear(c.hiddenSize, c.vocabSize, false));
+}
+
+torch::Tensor DecoderImpl::embed(const torch::Tensor& ids) { return embed_tokens(ids); }
+
+torch::Tensor DecoderImpl::logits(const torch::Tensor& hidden) {
+  return lm_head ? lm_head(hidden) : torch::nn::functional::linear(hidden, embed_tokens->weight);
+}
+
+// Additive mask [B, 1, Tq, Tk]: key j is visible to query i when it is a real token, not in i's future
+// (by position) and, with a sliding window, fewer than `window` positions back.
+static torch::Tensor attentionMask(const torch::Tensor& qPos, const torch::Tensor& kPos, const torch::Tensor& kValid,
+                                   const std::optional<int64_t>& window) {
+  auto q = qPos.unsqueeze(2), k = kPos.unsqueeze(1);
+  auto allowed = kValid.unsqueeze(1) & (k <= q);
+  if (window) allowed = allowed & ((q - k) < *window);
+  // A large negative rather than -inf: fully masked (padding) rows stay finite.
+  return torch::zeros(allowed.sizes(), torch::TensorOptions().dtype(torch::kFloat).device(qPos.device()))
+      .masked_fill(allowed.logical_not(), -1e30)
+      .unsqueeze(1);
+}
+
+torch::Tensor DecoderImpl::forward(const torch::Tensor& embeds, const torch::Tensor& positions, const torch::Tensor& valid,
+                                   KvCache* cache) {
+  torch::Tensor kPos = positions, kValid = valid;
+  if (cache && !cache->empty()) {
+    kPos = torch::cat({cache->positions, positions}, 1);
+    kValid = torch::cat({cache->valid, valid}, 1);
+  }
+  auto mask = attentionMask(positions, kPos, kValid, config.slidingWindow);
+  if (cache) cache->positions = kPos, cache->valid = kValid;
+
+  // RoPE tables for these positions, in fp32.
+  auto inv = 1.0 / torch::pow(config.ropeTheta,
+                              torch::arange(0, config.headDim, 2, torch::TensorOptions().dtype(torch::kFloat).device(embeds.device())) /
+                                  static_cast<double>(config.headDim));
+  auto freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv;  // [B, T, d/2]
+  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);         // [B, 1, T, d]
+  auto cos = emb.cos(), sin = emb.sin();
+
+  auto h = embeds;
+  for (size_t i = 0; i < layers.size(); ++i) h = layers[i]->forward(h, cos, sin, mask, cache, i);
+  return norm(h);
+}
+
+}  // namespace hscr
