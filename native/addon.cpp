@@ -10,6 +10,11 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerRuntime(env, exports);
   registerSafetensors(env, exports);
   registerModel(env, exports);
+  registerContrastive(env, exports);
+  registerMlpo(env, exports);
+  registerOptimizer(env, exports);
+  registerDistributed(env, exports);
+  registerTrain(env, exports);
   return exports;
 }
 

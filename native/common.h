@@ -26,6 +26,8 @@ struct AddonData {
   Napi::FunctionReference errorClass;  // HscrError, handed over by lib/native.ts at load
   Napi::FunctionReference tensorClass;
   Napi::FunctionReference modelClass;
+  Napi::FunctionReference groupClass;
+  Napi::FunctionReference optimizerClass;
 };
 AddonData& addonData(Napi::Env env);
 

@@ -58,9 +58,37 @@ const DtypeInfo& infoOf(at::ScalarType t) {
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
 
+constexpr size_t kShownChars = 80;
+
+// Bounded in depth and length: dump() recurses, and a hostile header can nest a million arrays deep.
+void renderShort(const Json& j, std::string& out, int depth) {
+  if (!j.is_structured()) {
+    out += j.dump(-1, ' ', false, Json::error_handler_t::replace).substr(0, kShownChars);
+    return;
+  }
+  const bool isObject = j.is_object();
+  out += isObject ? '{' : '[';
+  if (depth >= 3 && !j.empty()) out += "...";
+  if (depth < 3) {
+    bool first = true;
+    for (const auto& item : j.items()) {
+      if (!first) out += ',';
+      first = false;
+      if (out.size() > kShownChars) {
+        out += "...";
+        break;
+      }
+      if (isObject) out += Json(item.key()).dump(-1, ' ', false, Json::error_handler_t::replace) + ":";
+      renderShort(item.value(), out, depth + 1);
+    }
+  }
+  out += isObject ? '}' : ']';
+}
+
 std::string shortJson(const Json& j) {
-  std::string s = j.dump(-1, ' ', false, Json::error_handler_t::replace);
-  return s.size() > 80 ? s.substr(0, 77) + "..." : s;
+  std::string s;
+  renderShort(j, s, 0);
+  return s.size() > kShownChars ? s.substr(0, kShownChars - 3) + "..." : s;
 }
 
 [[noreturn]] void ioFail(const std::string& path, const std::string& what, int err) {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages hscr needs on Debian 12, only those that are missing, and says what it did.
 #   libtorch-dev        libtorch (C++ headers, CMake package, c10d with Gloo)
+#   libgloo-dev         the Gloo headers c10d's ProcessGroupGloo.hpp includes
 #   libopenblas0-openmp the BLAS libtorch's CPU matmuls go through (the default reference BLAS is ~30x slower;
 #                       the openmp build, not pthread, so it shares torch's OpenMP threads)
 #   cmake               builds the addon (through cmake-js)
@@ -8,7 +9,7 @@
 #   python3-torch       Debian's PyTorch for the cross-check tests and benches (never used at run time)
 set -euo pipefail
 
-PACKAGES=(libtorch-dev libopenblas0-openmp cmake nlohmann-json3-dev python3-torch g++ make)
+PACKAGES=(libtorch-dev libgloo-dev libopenblas0-openmp cmake nlohmann-json3-dev python3-torch g++ make)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -1,0 +1,208 @@
+/**
+ * `hscr score` (metrics for existing predictions), `hscr review` (LLaVA-Med's GPT-4 review through any
+ * OpenAI-compatible endpoint) and `hscr eval` (batched generation with a model, then scoring). `eval` is
+ * registered only when a predictor loader is passed in, so this file builds before the model code exists.
+ */
+import * as path from 'node:path';
+import type { Command } from 'commander';
+import { HscrError } from '../errors';
+import { loadDataset, DATA_FORMATS, type DataFormat } from '../data/loaders';
+import type { LoadResult } from '../data/types';
+import { checkVariant, scorePredictions, DEFAULT_VARIANT, METRIC_VARIANTS } from '../eval/metrics';
+import { hallucinationRate, type HallucinationReport } from '../eval/hallucination';
+import { loadPredictions } from '../eval/predictions';
+import { resultsTable } from '../eval/table';
+import { evaluate, evaluateImageReliance, type Predictor } from '../eval/run';
+import { loadReviewItems, runGptReview } from '../eval/gpt-review';
+import { createProgress } from '../util/progress';
+import { intArg } from './data';
+
+/** What lib/model/predictor.ts is to provide: a batched answerer for a model (and optional adapter). */
+export type LoadPredictor = (modelDir: string, adapterDir?: string) => Promise<Predictor & { dispose?: () => void | Promise<void> }>;
+
+function formatArg(raw: string | undefined): DataFormat | 'auto' {
+  const f = raw ?? 'auto';
+  if (f === 'auto' || (DATA_FORMATS as readonly string[]).includes(f)) return f as DataFormat | 'auto';
+  throw new HscrError(`--format must be auto or one of ${DATA_FORMATS.join(', ')}, got "${f}"`, 'E_ARG', f);
+}
+
+function skipLine(file: string, r: LoadResult): string {
+  const skipped = r.skipped.map((s) => `${s.count} ${s.reason}`).join(', ');
+  return `${file}: ${r.loaded} records${skipped ? `; skipped: ${skipped}` : ''}\n`;
+}
+
+function hallucinationLine(h: HallucinationReport | undefined): string {
+  if (!h || h.rate === null) return '';
+  return `hallucination (phantom descriptions): ${(h.rate * 100).toFixed(2)}% of ${h.stated} stated attributes in ${h.descriptions} descriptions\n`;
+}
+
+interface ScoreCliOptions {
+  data: string;
+  predictions: string;
+  format?: string;
+  variant: string;
+  name?: string;
+  json?: boolean;
+}
+
+function registerScore(program: Command): void {
+  program
+    .command('score')
+    .description('score existing predictions against a dataset file (no model needed)')
+    .requiredOption('--data <file>', 'ground truth (any supported format)')
+    .requiredOption('--predictions <file>', 'JSONL with id (or question_id) and prediction (or text)')
+    .option('--format <f>', `auto or ${DATA_FORMATS.join(', ')}`, 'auto')
+    .option('--variant <v>', `metric variant: ${METRIC_VARIANTS.join(', ')}`, DEFAULT_VARIANT)
+    .option('--name <name>', 'method name in the table')
+    .option('--json', 'print the scores as JSON')
+    .action(async (o: ScoreCliOptions) => {
+      const variant = checkVariant(o.variant);
+      const data = await loadDataset(o.data, { format: formatArg(o.format), missingImage: 'ignore' });
+      const predictions = await loadPredictions(o.predictions);
+      const report = scorePredictions(data.records, predictions, variant);
+      const hallucination = data.records.some((r) => r.scene) ? hallucinationRate(data.records, predictions) : undefined;
+      const table = resultsTable([{ name: o.name ?? path.basename(o.predictions), datasets: report.datasets }]);
+      if (o.json) {
+        const { items: _items, ...summary } = report;
+        void _items;
+        process.stdout.write(JSON.stringify({ ...summary, ...(hallucination ? { hallucination } : {}), table }, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(skipLine(o.data, data));
+      process.stdout.write(`${table}\n`);
+      process.stdout.write(`variant ${variant}; ${report.missing.length} without prediction, ${report.unmatched.length} predictions without ground truth\n`);
+      process.stdout.write(hallucinationLine(hallucination));
+    });
+}
+
+interface ReviewCliOptions {
+  questions: string;
+  answers: string;
+  url: string;
+  model: string;
+  apiKeyEnv: string;
+  concurrency: string;
+  out?: string;
+  json?: boolean;
+  quiet?: boolean;
+}
+
+function registerReview(program: Command): void {
+  program
+    .command('review')
+    .description("LLaVA-Med's GPT-4 review (the paper's Table 2) through an OpenAI-compatible chat endpoint")
+    .requiredOption('--questions <file>', 'LLaVA-Med review questions (llava_med_eval_qa50_qa.jsonl format)')
+    .requiredOption('--answers <file>', 'the model answers (question_id, text)')
+    .requiredOption('--url <url>', 'endpoint base URL (…/v1) or …/chat/completions')
+    .option('--model <name>', 'judge model', 'gpt-4-0314')
+    .option('--api-key-env <var>', 'environment variable holding the API key', 'OPENAI_API_KEY')
+    .option('--concurrency <n>', 'requests in flight', '4')
+    .option('--out <file>', 'append each review here (JSONL)')
+    .option('--json', 'print the summary as JSON')
+    .option('--quiet', 'no progress output')
+    .action(async (o: ReviewCliOptions) => {
+      const items = await loadReviewItems(o.questions, o.answers);
+      const progress = createProgress({ label: 'review', total: items.length, quiet: o.quiet });
+      let result;
+      try {
+        result = await runGptReview(items, {
+          endpoint: { url: o.url, model: o.model, apiKey: process.env[o.apiKeyEnv] },
+          concurrency: intArg('--concurrency', o.concurrency),
+          outFile: o.out,
+          onProgress: () => progress.tick(),
+        });
+      } finally {
+        progress.stop();
+      }
+      const { categories, unscored } = result.summary;
+      if (o.json) return void process.stdout.write(JSON.stringify(result.summary, null, 2) + '\n');
+      const rows = Object.entries(categories).map(([k, c]) => `| ${k} | ${c.n} | ${c.referenceScore.toFixed(2)} | ${c.modelScore.toFixed(2)} | ${c.relativeScore.toFixed(2)} |`);
+      process.stdout.write(['| category | n | reference | model | relative (%) |', '| --- | ---: | ---: | ---: | ---: |', ...rows].join('\n') + '\n');
+      if (unscored.length) process.stdout.write(`${unscored.length} replies had no two scores on their first line: ${unscored.slice(0, 10).join(', ')}\n`);
+    });
+}
+
+interface EvalCliOptions {
+  model: string;
+  adapter?: string;
+  data: string;
+  format?: string;
+  out: string;
+  batchSize: string;
+  variant: string;
+  imageRoot?: string;
+  imageReliance?: boolean;
+  name?: string;
+  quiet?: boolean;
+}
+
+function registerEval(program: Command, loadPredictor: LoadPredictor): void {
+  program
+    .command('eval')
+    .description('answer a benchmark with a model, then score it (predictions JSONL kept beside the results)')
+    .requiredOption('--model <dir>', 'model folder')
+    .option('--adapter <dir>', 'LoRA adapter folder')
+    .requiredOption('--data <file>', 'benchmark file (any supported format)')
+    .option('--format <f>', `auto or ${DATA_FORMATS.join(', ')}`, 'auto')
+    .option('--out <file>', 'results JSON (predictions go to <name>.predictions.jsonl beside it; a rerun resumes)', 'results.json')
+    .option('--batch-size <n>', 'questions per generation batch', '8')
+    .option('--variant <v>', `metric variant: ${METRIC_VARIANTS.join(', ')}`, DEFAULT_VARIANT)
+    .option('--image-root <dir>', 'folder the image names are relative to')
+    .option('--image-reliance', 'also answer with a blank image and report the difference')
+    .option('--name <name>', 'method name in the table')
+    .option('--quiet', 'no progress output')
+    .action(async (o: EvalCliOptions) => {
+      const variant = checkVariant(o.variant);
+      const batchSize = intArg('--batch-size', o.batchSize);
+      const data = await loadDataset(o.data, { format: formatArg(o.format), imageRoot: o.imageRoot });
+      const predictor = await loadPredictor(o.model, o.adapter);
+      const progress = createProgress({ label: 'eval', total: data.records.length * (o.imageReliance ? 2 : 1), quiet: o.quiet });
+      const opts = {
+        batchSize,
+        variant,
+        outDir: path.dirname(path.resolve(o.out)),
+        resultsFile: o.out,
+        name: o.name ?? path.basename(o.adapter ?? o.model),
+        onProgress: counter(progress),
+      };
+      try {
+        process.stderr.write(skipLine(o.data, data));
+        if (o.imageReliance) {
+          const r = await evaluateImageReliance(data.records, predictor, opts);
+          progress.stop();
+          process.stdout.write(`${resultsTable([{ name: opts.name, datasets: r.real.datasets }, { name: `${opts.name} (blank image)`, datasets: r.blank.datasets }])}\n`);
+          const pct = (v: number | null) => (v === null ? '–' : (v * 100).toFixed(2));
+          process.stdout.write(`image reliance (real − blank): closed ${pct(r.overall.closed)}, open ${pct(r.overall.open)} points; ${r.relianceFile}\n`);
+          return;
+        }
+        const r = await evaluate(data.records, predictor, opts);
+        progress.stop();
+        process.stdout.write(`${r.table}\n`);
+        process.stdout.write(hallucinationLine(r.hallucination));
+        const rate = r.samplesPerSecond === null ? '-' : r.samplesPerSecond.toFixed(2);
+        process.stdout.write(`${r.predicted} answered in ${r.seconds.toFixed(1)} s (${rate} samples/s)${r.resumed ? `, ${r.resumed} resumed` : ''}; results: ${r.resultsFile}\n`);
+      } finally {
+        progress.stop();
+        await predictor.dispose?.();
+      }
+    });
+}
+
+/**
+ * Turns the runner's running totals into progress ticks. Each evaluate() run counts from what an earlier
+ * run left (resume), so a total lower than the last one means the next run (the blank images) began.
+ */
+function counter(progress: { tick(n?: number): void }): (done: number) => void {
+  let last = 0;
+  return (done: number) => {
+    if (done < last) last = 0;
+    progress.tick(done - last);
+    last = done;
+  };
+}
+
+export function registerEvalCommands(program: Command, loadPredictor?: LoadPredictor): void {
+  registerScore(program);
+  registerReview(program);
+  if (loadPredictor) registerEval(program, loadPredictor);
+}

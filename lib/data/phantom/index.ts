@@ -1,0 +1,158 @@
+/**
+ * `hscr phantom`: a deterministic benchmark of synthetic scans whose answers can only come from the pixels
+ * (or, in a training split made with --prior-bias, from the question text — which the balanced test split
+ * then catches).
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import sharp from 'sharp';
+import { HscrError } from '../../errors';
+import type { VqaRecord } from '../types';
+import { Rng, mixSeed } from '../prng';
+import { drawItem, allQuestionTexts, FAMILY_NAMES, familyAnswers } from './questions';
+import { renderScene } from './render';
+import { allSceneSkeletons, describeScene, sampleScene } from './scene';
+
+export * from './scene';
+export { renderScene } from './render';
+export { FAMILY_NAMES, familyAnswers, type FamilyName } from './questions';
+
+export type PhantomSplit = 'train' | 'test';
+
+export interface PhantomOptions {
+  /** Folder for images/, train.jsonl, test.jsonl and meta.json. */
+  outDir: string;
+  train: number;
+  test: number;
+  seed: number;
+  /** Image width and height in pixels (default 64). */
+  size?: number;
+  /** Training split only: probability of each family's favoured answer (e.g. 'yes' for presence). */
+  priorBias?: number;
+  /** Images encoded at once (default 4). */
+  concurrency?: number;
+  onProgress?: (done: number, total: number) => void;
+}
+
+export interface PhantomItem {
+  record: VqaRecord;
+  /** Seed of the item's noise and texture (renderScene(record.scene, renderSeed) gives its pixels). */
+  renderSeed: number;
+}
+
+export interface PhantomResult {
+  train: VqaRecord[];
+  test: VqaRecord[];
+  /** Every file written, relative to outDir, in a stable order. */
+  files: string[];
+}
+
+export const PHANTOM_DEFAULT_SIZE = 64;
+const SPLIT_CODE: Record<PhantomSplit, number> = { train: 1, test: 2 };
+
+function checkInt(name: string, v: number, lo: number, hi: number): void {
+  if (!Number.isInteger(v) || v < lo || v > hi) throw new HscrError(`${name} must be an integer in [${lo}, ${hi}], got ${v}`, 'E_ARG', v);
+}
+
+function checkOptions(o: PhantomOptions): void {
+  checkInt('train', o.train, 0, 10_000_000);
+  checkInt('test', o.test, 0, 10_000_000);
+  checkInt('seed', o.seed, 0, 0xffffffff);
+  checkInt('size', o.size ?? PHANTOM_DEFAULT_SIZE, 16, 1024);
+  if (o.priorBias !== undefined && !(o.priorBias >= 0 && o.priorBias <= 1)) {
+    throw new HscrError(`priorBias must be in [0, 1], got ${o.priorBias}`, 'E_ARG', o.priorBias);
+  }
+  if (typeof o.outDir !== 'string' || o.outDir === '') throw new HscrError('outDir must be a folder path', 'E_ARG', o.outDir);
+}
+
+/**
+ * The items of one split, without touching the disk. `image` is relative (images/<id>.png) so that the
+ * written JSONL is the same wherever the folder lies. The test split is always balanced.
+ */
+export function phantomItems(split: PhantomSplit, n: number, seed: number, size = PHANTOM_DEFAULT_SIZE, priorBias?: number): PhantomItem[] {
+  const bias = split === 'train' ? priorBias : undefined;
+  const items: PhantomItem[] = [];
+  for (let i = 0; i < n; i++) {
+    const itemSeed = mixSeed(seed, SPLIT_CODE[split], i);
+    const rng = new Rng(itemSeed);
+    const drawn = drawItem(rng, bias, (c) => sampleScene(rng, size, c));
+    const id = `${split}-${String(i).padStart(5, '0')}`;
+    items.push({
+      renderSeed: mixSeed(itemSeed, 7),
+      record: {
+        id,
+        image: `images/${id}.png`,
+        question: drawn.question,
+        answer: drawn.answer,
+        answer_type: drawn.answer_type,
+        dataset: 'phantom',
+        modality: drawn.scene.modality,
+        family: drawn.family,
+        scene: drawn.scene,
+      },
+    });
+  }
+  return items;
+}
+
+/** PNG bytes of an item; sharp's PNG encoder writes no time stamps, so the bytes depend on the pixels only. */
+export async function encodePng(rgb: Buffer, size: number): Promise<Buffer> {
+  return sharp(rgb, { raw: { width: size, height: size, channels: 3 } }).png({ compressionLevel: 9, adaptiveFiltering: false }).toBuffer();
+}
+
+async function writeImages(outDir: string, items: PhantomItem[], concurrency: number, tick: () => void): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++];
+      const scene = item.record.scene!;
+      await fsp.writeFile(path.join(outDir, item.record.image), await encodePng(renderScene(scene, item.renderSeed), scene.size));
+      tick();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+}
+
+function jsonl(records: VqaRecord[]): string {
+  return records.map((r) => JSON.stringify(r)).join('\n') + (records.length ? '\n' : '');
+}
+
+/** Writes the benchmark and returns its records with absolute image paths. Same options, same bytes. */
+export async function generatePhantom(opts: PhantomOptions): Promise<PhantomResult> {
+  checkOptions(opts);
+  const size = opts.size ?? PHANTOM_DEFAULT_SIZE;
+  const train = phantomItems('train', opts.train, opts.seed, size, opts.priorBias);
+  const test = phantomItems('test', opts.test, opts.seed, size);
+  const outDir = path.resolve(opts.outDir);
+  await fsp.mkdir(path.join(outDir, 'images'), { recursive: true });
+  const total = train.length + test.length;
+  let done = 0;
+  await writeImages(outDir, [...train, ...test], opts.concurrency ?? 4, () => opts.onProgress?.(++done, total));
+  const meta = { generator: 'hscr phantom', version: 1, seed: opts.seed, train: opts.train, test: opts.test, size, priorBias: opts.priorBias ?? null };
+  await fsp.writeFile(path.join(outDir, 'train.jsonl'), jsonl(train.map((i) => i.record)));
+  await fsp.writeFile(path.join(outDir, 'test.jsonl'), jsonl(test.map((i) => i.record)));
+  await fsp.writeFile(path.join(outDir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+  const absolute = (items: PhantomItem[]) => items.map((i) => ({ ...i.record, image: path.join(outDir, i.record.image) }));
+  const files = ['meta.json', 'test.jsonl', 'train.jsonl', ...[...train, ...test].map((i) => i.record.image)];
+  return { train: absolute(train), test: absolute(test), files };
+}
+
+export interface PhantomCorpus {
+  /** Every question the generator can ask. */
+  questions: string[];
+  /** Every answer it can give, descriptions included. */
+  answers: string[];
+  /** Sorted distinct words of both; '?' and '.' are words of their own. */
+  words: string[];
+}
+
+/** Everything the phantom benchmark can say, for building the tiny model's tokenizer. */
+export function phantomCorpus(): PhantomCorpus {
+  const answers = new Set<string>();
+  for (const f of FAMILY_NAMES) for (const a of familyAnswers(f)) answers.add(a);
+  for (const s of allSceneSkeletons()) answers.add(describeScene(s));
+  const questions = allQuestionTexts();
+  const words = new Set<string>();
+  for (const t of [...questions, ...answers]) for (const w of t.replace(/([?.])/g, ' $1 ').split(/\s+/)) if (w) words.add(w);
+  return { questions: questions.sort(), answers: [...answers].sort(), words: [...words].sort() };
+}
