@@ -1,13 +1,18 @@
 import type { Command } from 'commander';
 import { registerDoctorCommands } from './doctor';
 import { registerRerankCommands } from './rerank';
+import { registerGenerateCommands } from './generate';
 import { registerDataCommands } from './data';
 import { registerEvalCommands } from './eval';
+import { registerModelCommands } from './model';
+import { loadPredictor } from '../model/predictor';
 
 /** One line per stage; each module adds its sub-commands to the program. */
 export function registerCommands(program: Command): void {
   registerDoctorCommands(program);
+  registerGenerateCommands(program);
   registerRerankCommands(program);
   registerDataCommands(program);
-  registerEvalCommands(program); // the lead adds loadPredictor (lib/model/predictor.ts) as 2nd argument to enable `hscr eval`
+  registerModelCommands(program);
+  registerEvalCommands(program, (model, adapter) => loadPredictor(model, adapter));
 }

@@ -1,0 +1,24 @@
+/** The predictor `hscr eval` drives: a model bundle answering batches of questions by greedy generation. */
+import type { Predictor } from '../eval/run';
+import { disposeBundle, generateAnswers, loadModelBundle, type LoadBundleOptions } from './bundle';
+
+export interface PredictorOptions extends LoadBundleOptions {
+  maxNewTokens?: number;
+  /** Loads a LoRA adapter (PEFT folder) into the bundle's model; lib/train provides it. */
+  loadAdapter?: (model: import('./vlm').VisionLanguageModel, adapterDir: string) => Promise<void>;
+}
+
+export async function loadPredictor(
+  modelDir: string,
+  adapterDir?: string,
+  options: PredictorOptions = {},
+): Promise<Predictor & { dispose(): void }> {
+  const bundle = await loadModelBundle(modelDir, options);
+  if (adapterDir) {
+    if (!options.loadAdapter) throw new Error('loading an adapter needs options.loadAdapter');
+    await options.loadAdapter(bundle.model, adapterDir);
+  }
+  const predict = ((batch: { id: string; image: string; question: string }[]) =>
+    generateAnswers(bundle, batch, { maxNewTokens: options.maxNewTokens ?? 32 })) as Predictor;
+  return Object.assign(predict, { dispose: () => disposeBundle(bundle) });
+}
