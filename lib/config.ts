@@ -21,6 +21,11 @@ export const HSCR_DEFAULTS = {
    * p ≥ α·max p. Keeps replacements fluent so the wrongness comes from the image, not from grammar.
    */
   plausibilityAlpha: 0.1,
+  /**
+   * §3.1 leaves open how many replacement tokens to keep per sensitive position; hscr keeps this many (lowest
+   * contrastive score first) so a dispreferred answer that collides with an earlier one can move on to the next.
+   */
+  replacementCandidates: 5,
   /** §3.2: dispreferred answers kept after re-ranking. */
   j: 3,
   /** §3.2: minimum pairwise similarity gap between kept answers. */
@@ -41,6 +46,14 @@ export const HSCR_DEFAULTS = {
   batchPerDevice: 2,
   samples: 2000,
   weightDecay: 0,
+  /** §3.3: per-sample losses sum over pairs ('mean' divides each level by its pair count, an ablation). */
+  pairWeighting: 'sum' as 'sum' | 'mean',
+  /** §4.1 trains with HF Trainer + DeepSpeed, whose default clip is a global grad-norm of 1.0. */
+  maxGradNorm: 1,
+  /** §4.1: 8 GPUs × batch 2 with no accumulation stated (HF Trainer's default 1). */
+  gradAccum: 1,
+  /** SFT (LLaVA-Med 1.5's instruction tuning, the paper's starting point): LLaVA's fine-tuning lr. */
+  sftLr: 2e-5,
 } as const;
 
 export type HscrDefaults = typeof HSCR_DEFAULTS;

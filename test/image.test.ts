@@ -21,13 +21,15 @@ import {
   type PilResample,
 } from '../lib/model/image';
 
+type TapTest = Parameters<Extract<Parameters<typeof t.test>[0], (...a: never[]) => unknown>>[0];
+
 const SHARED = path.resolve(__dirname, '../../shared');
 const FIXTURE = path.resolve(__dirname, 'fixtures/model/pil-resize.json');
 
 /** CLIP normalisation of one 8-bit value in channel c, in plain double arithmetic. */
 const norm = (v: number, c: number) => (v / 255 - CLIP_MEAN[c]) / CLIP_STD[c];
 
-function tempDir(t: Tap.Test): string {
+function tempDir(t: TapTest): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-image-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;

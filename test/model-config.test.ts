@@ -3,10 +3,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { HscrError } from '../lib/errors';
-import { readModelConfig, writeModelConfig, type ModelConfig } from '../lib/model/config';
+import { readModelConfig, writeModelConfig, type ModelConfig, type VisionConfig } from '../lib/model/config';
 import { presetConfig } from '../lib/model/presets';
 
-function tempDir(t: Tap.Test): string {
+type TapTest = Parameters<Extract<Parameters<typeof t.test>[0], (...a: never[]) => unknown>>[0];
+
+function tempDir(t: TapTest): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-config-'));
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
@@ -17,7 +19,7 @@ function writeJson(file: string, value: unknown): void {
   fs.writeFileSync(file, JSON.stringify(value));
 }
 
-function configFailure(t: Tap.Test, fn: () => unknown, field: string, file: string, value?: unknown): void {
+function configFailure(t: TapTest, fn: () => unknown, field: string, file: string, value?: unknown): void {
   try {
     fn();
     t.fail(`expected E_CONFIG about ${field}`);
@@ -103,7 +105,7 @@ const CLIP_L_336 = {
   },
 };
 
-const CLIP_L_336_VISION = {
+const CLIP_L_336_VISION: VisionConfig = {
   hiddenSize: 1024,
   intermediateSize: 4096,
   numLayers: 24,

@@ -12,6 +12,8 @@ import {
 } from '../lib/model/keys';
 import { presetConfig } from '../lib/model/presets';
 
+type TapTest = Parameters<Extract<Parameters<typeof t.test>[0], (...a: never[]) => unknown>>[0];
+
 const tiny = presetConfig('tiny', { vocabSize: 500 });
 const tinyLinear: ModelConfig = { ...tiny, projector: { type: 'linear' } };
 const tinyTied: ModelConfig = { ...tiny, text: { ...tiny.text, tieWordEmbeddings: true } };
@@ -28,7 +30,7 @@ function entries(layout: CheckpointLayout, cfg: ModelConfig, file = 'model.safet
   return expectedParameters(cfg).map((p) => ({ name: fromInternalKey(layout, p.name, cfg.projector.type), shape: p.shape, file }));
 }
 
-function checkpointError(t: Tap.Test, fn: () => unknown, ...fragments: string[]): void {
+function checkpointError(t: TapTest, fn: () => unknown, ...fragments: string[]): void {
   try {
     fn();
     t.fail('expected E_CHECKPOINT');

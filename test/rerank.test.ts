@@ -170,13 +170,13 @@ t.test('hscr rerank: writes ranked.jsonl and prints the counts', async (t) => {
   t.match(again, /5 already in .*, 0 written/);
 });
 
-t.test('hscr rerank: bad arguments are E_ARG; --model is not available yet', async (t) => {
+t.test('hscr rerank: bad arguments are E_ARG; a missing --model folder is E_IO; nothing is written', async (t) => {
   const dir = t.testdir({ 'prefs.jsonl': prefsText });
   const base = ['--in', path.join(dir, 'prefs.jsonl'), '--out', path.join(dir, 'r.jsonl'), '--quiet'];
   await t.rejects(cli([...base, '--j', '0']), { code: 'E_ARG', value: '0' });
   await t.rejects(cli([...base, '--j', '2.5']), { code: 'E_ARG', value: '2.5' });
   await t.rejects(cli([...base, '--min-gap', 'big']), { code: 'E_ARG', value: 'big' });
   await t.rejects(cli([...base, '--mode', 'pairs']), { code: 'E_ARG', value: 'pairs' });
-  await t.rejects(cli([...base, '--model', '/models/llava-med']), { code: 'E_ARG', message: /not available yet/ });
+  await t.rejects(cli([...base, '--model', path.join(dir, 'no-such-model')]), { code: 'E_IO', message: /tokenizer\.json/ });
   t.notOk(existsSync(path.join(dir, 'r.jsonl')));
 });

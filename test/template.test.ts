@@ -8,6 +8,7 @@ const SHARED = path.resolve(__dirname, '../../shared');
 const MISTRAL_DIR = path.join(SHARED, 'models/mistral-7b-tokenizer');
 const MISTRAL = { template: 'mistral_instruct', imageTokenIndex: -200 } as const;
 const VICUNA = { template: 'vicuna_v1', imageTokenIndex: -200 } as const;
+const mistralTokenizer = loadTokenizer(MISTRAL_DIR); // loaded once: 1.9 MB of JSON
 
 /**
  * LLaVA's Conversation.get_prompt() for SeparatorStyle.LLAMA_2 and TWO, transcribed step by step from
@@ -73,7 +74,7 @@ t.test('rendered text is what LLaVA\'s get_prompt writes', async (t) => {
 });
 
 t.test('mistral_instruct with the real tokenizer: LLaVA-Med\'s prompt ids and answer ids', async (t) => {
-  const tk = await loadTokenizer(MISTRAL_DIR);
+  const tk = await mistralTokenizer;
   const { promptIds, answerIds } = encodeExample({ question: 'Is there a mass in the left lung?', answer: 'yes' }, tk, MISTRAL);
   // <s> ▁[ INST ] ▁ | <image> | ▁ <0x0A> Is ▁there ▁a ▁mass ▁in ▁the ▁left ▁lung ? ▁[ / INST ]
   t.same(promptIds, [1, 733, 16289, 28793, 28705, -200, 28705, 13, 2301, 736, 264, 3042, 297, 272, 1749, 14966, 28804, 733, 28748, 16289, 28793]);
@@ -88,11 +89,12 @@ t.test('mistral_instruct with the real tokenizer: LLaVA-Med\'s prompt ids and an
 });
 
 t.test('answer ids equal the tail of the whole conversation\'s tokens, for every shared VQA question', async (t) => {
-  const tk = await loadTokenizer(MISTRAL_DIR);
+  const tk = await mistralTokenizer;
   const examples = sharedQuestions();
   let bad = 0;
   for (const cfg of [MISTRAL, VICUNA]) {
-    for (const qa of examples) {
+    // every question with LLaVA-Med's template; a fifth of them with vicuna_v1 (keeps the file fast)
+    for (const qa of cfg === MISTRAL ? examples : examples.filter((_, i) => i % 5 === 0)) {
       const { promptIds, answerIds } = encodeExample(qa, tk, cfg);
       const full = renderConversation(cfg.template, qa).full!;
       const whole = tokenizeWithImage(full, tk, cfg.imageTokenIndex);
@@ -104,16 +106,19 @@ t.test('answer ids equal the tail of the whole conversation\'s tokens, for every
       if (!ok && bad++ < 5) t.fail(`${cfg.template}: ${JSON.stringify(qa)}`);
     }
   }
-  t.equal(bad, 0, `${examples.length} questions × 2 templates`);
+  t.equal(bad, 0, `${examples.length} questions, ${Math.ceil(examples.length / 5)} of them with both templates`);
   t.ok(examples.length > 1900);
 });
 
 t.test('tokenizeWithImage follows tokenizer_image_token: one BOS, chunks tokenised on their own', async (t) => {
-  const tk = await loadTokenizer(MISTRAL_DIR);
+  const tk = await mistralTokenizer;
   const chunk = (s: string) => tk.encode(s);
   t.same(tokenizeWithImage('a <image> b <image>', tk, 9), [1, ...chunk('a ').slice(1), 9, ...chunk(' b ').slice(1), 9]);
   t.same(tokenizeWithImage('<image>', tk, -200), [1, -200]);
   t.same(tokenizeWithImage('no image', tk, -200), chunk('no image'));
+  const noBos = new HscrTokenizer(buildCorpusTokenizer(['a', 'b']), { ...corpusTokenizerConfig(), add_bos_token: false });
+  t.same(noBos.encode('a'), [noBos.tokenId('▁a')], 'add_bos_token: false is honoured');
+  t.same(tokenizeWithImage('a <image> b', noBos, 4), [...noBos.encode('a '), 4, ...noBos.encode(' b')], 'without BOS every chunk is kept whole');
 });
 
 t.test('the corpus tokenizer with the tiny preset\'s image token', async (t) => {

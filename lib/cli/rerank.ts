@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { HSCR_DEFAULTS } from '../config';
 import { HscrError } from '../errors';
 import { rerankFile, type RerankCounts, type RerankMode } from '../rerank/rerank';
-import { embeddingWordSimilarity, type WordSimilarity, type WordVectors } from '../rerank/similarity';
+import { embeddingWordSimilarity, type WordSimilarity } from '../rerank/similarity';
+import { loadWordVectors } from '../model/embeddings';
 
 interface RerankCliOptions {
   in: string;
@@ -12,11 +13,6 @@ interface RerankCliOptions {
   mode: RerankMode;
   model?: string;
   quiet?: boolean;
-}
-
-// Stands in for lib/model/embeddings.ts's loadWordVectors until the model code has it; swap for the import then.
-function loadWordVectors(modelDir: string): WordVectors | Promise<WordVectors> {
-  throw new HscrError('--model: word vectors from the model token embeddings are not available yet (lib/model/embeddings.ts)', 'E_ARG', modelDir);
 }
 
 function positiveInteger(flag: string): (raw: string) => number {

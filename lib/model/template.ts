@@ -63,14 +63,16 @@ export function renderConversation(template: TemplateName, example: Example, eos
 
 /**
  * LLaVA's tokenizer_image_token: the text chunks around each <image> are tokenised on their own (each as if
- * it began a text), the first chunk keeps its BOS, and `imageTokenIndex` goes between them.
+ * it began a text); when the tokenizer adds BOS, the first chunk keeps it and the others lose theirs.
+ * `imageTokenIndex` goes between the chunks.
  */
 export function tokenizeWithImage(text: string, tokenizer: HscrTokenizer, imageTokenIndex: number): number[] {
-  const chunks = text.split(IMAGE_PLACEHOLDER).map((chunk) => tokenizer.encode(chunk, { addBos: true }));
-  const ids: number[] = [tokenizer.bosId];
+  const chunks = text.split(IMAGE_PLACEHOLDER).map((chunk) => tokenizer.encode(chunk));
+  const offset = chunks[0].length > 0 && chunks[0][0] === tokenizer.bosId ? 1 : 0;
+  const ids: number[] = offset ? [tokenizer.bosId] : [];
   chunks.forEach((chunk, i) => {
     if (i > 0) ids.push(imageTokenIndex);
-    ids.push(...chunk.slice(1));
+    ids.push(...chunk.slice(offset));
   });
   return ids;
 }

@@ -8,7 +8,7 @@ import { Tokenizer } from '@huggingface/tokenizers';
 import { HscrError } from '../errors';
 
 export interface EncodeOptions {
-  /** Prepend the BOS id (default true, as LLaMA/Mistral tokenizers do). */
+  /** Prepend the BOS id (default: tokenizer_config.json's add_bos_token, else true, as LLaMA/Mistral do). */
   addBos?: boolean;
 }
 
@@ -56,6 +56,8 @@ export class HscrTokenizer {
   readonly padId: number;
   /** The id of "<image>" when the vocabulary has one (transformers' LLaVA tokenizers, hscr's corpus tokenizer). */
   readonly imageTokenId: number | null;
+  /** Whether encode() prepends BOS by default (tokenizer_config.json's add_bos_token). */
+  readonly addsBos: boolean;
   private readonly tokenizer: Tokenizer;
   private readonly specialIds: Set<number>;
   private readonly cleanUpSpaces: boolean;
@@ -89,6 +91,7 @@ export class HscrTokenizer {
     this.specialIds = new Set(this.tokenizer.get_added_tokens_decoder().keys());
     for (const [tokenId, token] of this.tokenizer.get_added_tokens_decoder()) if (!token.special) this.specialIds.delete(tokenId);
     this.cleanUpSpaces = config.clean_up_tokenization_spaces === true;
+    this.addsBos = config.add_bos_token !== false;
   }
 
   encode(text: string, options: EncodeOptions = {}): number[] {
@@ -96,7 +99,7 @@ export class HscrTokenizer {
     const ids = this.tokenizer.encode(text, { add_special_tokens: false }).ids;
     const bad = ids.findIndex((x) => !Number.isInteger(x));
     if (bad >= 0) throw new HscrError(`the tokenizer has no id for a piece of "${text}" (no unk token?)`, 'E_CONFIG', text);
-    return options.addBos === false ? ids : [this.bosId, ...ids];
+    return (options.addBos ?? this.addsBos) ? [this.bosId, ...ids] : ids;
   }
 
   decode(ids: readonly number[], options: DecodeOptions = {}): string {

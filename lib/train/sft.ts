@@ -1,0 +1,107 @@
+/**
+ * Supervised fine-tuning (LLaVA's instruction tuning): next-token loss on the answer tokens only, the mean
+ * over every answer token of the optimizer step (all micro-batches, all ranks), as transformers computes it
+ * for one batch. This is the step that makes the SFT model HSCR starts from (the demo's starting model).
+ */
+import * as path from 'node:path';
+import { HscrError, dataError } from '../errors';
+import { loadDataset, type DataFormat } from '../data/loaders';
+import { disposeBundle, encodeRecord, loadModelBundle, type ModelBundle } from '../model/bundle';
+import type { BatchRow } from '../model/vlm';
+import { resolveSftConfig, type TrainConfig, type TrainConfigInput } from './config';
+import { PixelCache, sha256File } from './data';
+import { initDistributed, distEnvFrom, type DistContext } from './launcher';
+import { checkOutputDir, runTraining, type RunOptions, type TrainingTask, type TrainResult } from './loop';
+import type { StepMetrics } from './metrics';
+import { trainAddon } from './native';
+import { saveModelFolder } from './adapter';
+
+export interface SftExample {
+  id: string;
+  /** Absolute image path. */
+  image: string;
+  promptIds: number[];
+  answerIds: number[];
+}
+
+/** Tokenises every record up front: a record that cannot be encoded stops the run before any step. */
+export function encodeSftExamples(bundle: ModelBundle, records: readonly { id: string; image: string; question: string; answer: string }[], source: string): SftExample[] {
+  return records.map((r) => {
+    try {
+      const { promptIds, answerIds } = encodeRecord(bundle, r);
+      return { id: r.id, image: r.image, promptIds, answerIds };
+    } catch (e) {
+      throw dataError(source, undefined, 'answer', `record "${r.id}": ${(e as Error).message}`, r.answer);
+    }
+  });
+}
+
+export function checkImageGeometry(bundle: ModelBundle): void {
+  const { cropHeight, cropWidth, doCenterCrop } = bundle.preprocessing;
+  const size = bundle.model.config.vision.imageSize;
+  if (!doCenterCrop || cropHeight !== size || cropWidth !== size) {
+    throw new HscrError(`${bundle.dir}: the image preprocessing gives ${cropWidth}×${cropHeight} crops but the vision tower takes ${size}×${size}`, 'E_CONFIG', { cropWidth, cropHeight, size });
+  }
+}
+
+const SFT_SUMS = ['lossSum', 'tokens', 'samples'] as const;
+
+/** The SFT task for the engine. */
+export function createSftTask(bundle: ModelBundle, examples: SftExample[], dataFingerprint: string): TrainingTask {
+  checkImageGeometry(bundle);
+  const pixels = new PixelCache(bundle.preprocessing, bundle.model.config.vision.imageSize);
+  const addon = trainAddon();
+  return {
+    label: 'sft',
+    size: examples.length,
+    identity: { task: 'sft', data: dataFingerprint, samples: examples.length },
+    sumKeys: SFT_SUMS,
+    normaliser: (indices) => indices.reduce((n, i) => n + examples[i].answerIds.length, 0),
+    async microStep(model, indices, scale) {
+      const chosen = indices.map((i) => examples[i]);
+      const { pixels: px, index } = await pixels.batch(chosen.map((e) => e.image));
+      const rows: BatchRow[] = chosen.map((e, k) => ({ image: index[k], prompt: e.promptIds, answer: e.answerIds }));
+      try {
+        const sums = await addon.forwardBackward(model.handle, { pixels: px, rows }, { loss: 'sft', scale });
+        return { lossSum: sums.lossSum, tokens: sums.tokens, samples: sums.samples };
+      } finally {
+        px.dispose();
+      }
+    },
+    metrics(sums): StepMetrics {
+      return { loss: sums.lossSum / Math.max(1, sums.tokens), num_tokens: sums.tokens };
+    },
+  };
+}
+
+export interface SftRunOptions extends Omit<RunOptions, 'dist'> {
+  config: TrainConfigInput;
+  /** Training records (any format loadDataset reads). */
+  data: string;
+  format?: DataFormat | 'auto';
+  imageRoot?: string;
+  /** Default: from the torchrun variables of this process (single process without them). */
+  dist?: DistContext;
+  /** Also write a standalone model folder with the adapter merged in (rank 0). */
+  mergedDir?: string;
+}
+
+/** `hscr sft` as a function: loads the model and data, trains, writes the adapter (or model) into the output folder. */
+export async function runSft(o: SftRunOptions): Promise<TrainResult & { config: TrainConfig }> {
+  const config = resolveSftConfig(o.config);
+  const ownGroup = o.dist === undefined;
+  const dist = o.dist ?? (await initDistributed(distEnvFrom(), config.device.startsWith('cuda') ? 'nccl' : 'gloo'));
+  if (dist.rank === 0) checkOutputDir(config.outputDir, o);
+  const bundle = await loadModelBundle(config.modelDir, { device: config.device });
+  try {
+    const data = await loadDataset(o.data, { format: o.format ?? 'auto', imageRoot: o.imageRoot });
+    const examples = encodeSftExamples(bundle, data.records, path.resolve(o.data));
+    const task = createSftTask(bundle, examples, await sha256File(o.data));
+    const result = await runTraining(bundle.model, task, config, { ...o, dist });
+    if (o.mergedDir && dist.rank === 0) await saveModelFolder(bundle.model, config.modelDir, o.mergedDir);
+    return { ...result, config };
+  } finally {
+    disposeBundle(bundle);
+    if (ownGroup) dist.group?.destroy();
+  }
+}
