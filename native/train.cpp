@@ -2,6 +2,8 @@
 // which parameters train, train/eval mode, the fused forward+backward step for SFT and MLPO/DPO, and the
 // RNG state a resumable checkpoint needs. The optimizer step is in optimizer.cpp.
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/autocast_mode.h>
+#include <torch/version.h>
 
 #include "mlpo.h"
 #include "model.h"
@@ -107,6 +109,30 @@ static Napi::Value setTraining(const Napi::CallbackInfo& info) {
   });
 }
 
+// bf16 autocast on CUDA with fp32 master weights (the paper trains in bf16); CPU runs in fp32.
+struct CudaAutocast {
+  bool on;
+  explicit CudaAutocast(bool enable) : on(enable) {
+    if (!on) return;
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4
+    at::autocast::set_autocast_dtype(at::kCUDA, at::kBFloat16);
+    at::autocast::set_autocast_enabled(at::kCUDA, true);
+#else
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+#endif
+  }
+  ~CudaAutocast() {
+    if (!on) return;
+#if TORCH_VERSION_MAJOR >= 2 && TORCH_VERSION_MINOR >= 4
+    at::autocast::set_autocast_enabled(at::kCUDA, false);
+#else
+    at::autocast::set_enabled(false);
+#endif
+    at::autocast::clear_cache();
+  }
+};
+
 // Sequence log-prob of every row: the sum of its answer tokens' log-probs (autograd kept).
 static torch::Tensor sequenceLogps(const torch::Tensor& tokenLogps, const Batch& batch) {
   std::vector<int64_t> rowOf;
@@ -130,6 +156,7 @@ static Napi::Value forwardBackward(const Napi::CallbackInfo& info) {
     auto loss = optString(spec, "loss", "sft");
     if (loss != "sft" && loss != "mlpo") fail("E_ARG", "spec.loss must be sft or mlpo", loss);
     double scale = optNumber(spec, "scale", 1);
+    bool autocast = optBool(spec, "autocastBf16", true) && Model::vlmOf(s)->language_model->embed_tokens->weight.is_cuda();
     auto p = parsePerturbation(spec);
     auto batch = parseBatch(arg(info, 1), Model::vlmOf(s)->config, static_cast<uint64_t>(optInt(spec, "seed", 0)), p.kind != PerturbKind::None);
     std::vector<int64_t> groups;
@@ -152,9 +179,10 @@ static Napi::Value forwardBackward(const Napi::CallbackInfo& info) {
       if (refs.size() != batch.rows.size()) fail("E_SHAPE", "spec.referenceLogps needs one value per row", std::to_string(refs.size()));
       mo = parseMlpoOptions(spec);
     }
-    return runAsync(info.Env(), [s, batch, p, loss, scale, groups, refs, mo]() -> Reply {
+    return runAsync(info.Env(), [s, batch, p, loss, scale, groups, refs, mo, autocast]() -> Reply {
       std::lock_guard<std::mutex> lock(Model::mutexOf(s));
       torch::AutoGradMode grad(true);
+      CudaAutocast amp(autocast);
       auto& vlm = Model::vlmOf(s);
       auto tokenLogps = vlm->answerLogprobs(batch, p);
       std::map<std::string, double> m;
