@@ -296,6 +296,40 @@ Perturbation parseViewPerturbation(const Napi::Object& opts) {
   return p;
 }
 
+// How the two views go through the decoder. 'joint' (the design): one batch of 2B rows. 'split': the
+// image encoding is still shared, but each view is its own batch, so the dropped view's shorter rows are not
+// padded to the full view's length (at LLaVA-Med's 576 visual tokens that padding is most of the cost).
+enum class ViewLayout { Joint, Split };
+
+ViewLayout parseViewLayout(const std::string& name) {
+  if (name == "joint") return ViewLayout::Joint;
+  if (name == "split") return ViewLayout::Split;
+  fail("E_ARG", "views must be joint or split", "\"" + name + "\"");
+}
+
+// Hidden states predicting each answer token of rows [first, first + count) of `batch`, from their visual tokens.
+torch::Tensor viewHidden(VlmImpl& vlm, const Batch& batch, const std::vector<torch::Tensor>& visual, size_t first, size_t count) {
+  Batch view;
+  view.pixels = batch.pixels;
+  view.rows.assign(batch.rows.begin() + first, batch.rows.begin() + first + count);
+  auto seq = vlm.assemble(view, std::vector<torch::Tensor>(visual.begin() + first, visual.begin() + first + count), false);
+  auto hidden = vlm.language_model->forward(seq.embeds, seq.positions, seq.valid, nullptr);
+  auto T = hidden.size(1);
+  std::vector<int64_t> idx;
+  for (size_t b = 0; b < count; ++b)
+    for (size_t k = 0; k < view.rows[b].answer.size(); ++k) idx.push_back(static_cast<int64_t>(b) * T + seq.answerStart[b] + static_cast<int64_t>(k) - 1);
+  auto index = torch::tensor(idx, torch::kLong).to(hidden.device());
+  return hidden.reshape({-1, hidden.size(-1)}).index_select(0, index);
+}
+
+// [2N, H]: the full view's answer positions, then the dropped view's.
+torch::Tensor twoViewHidden(VlmImpl& vlm, const Batch& both, const Perturbation& p, ViewLayout layout) {
+  if (layout == ViewLayout::Joint) return vlm.answerHidden(both, p);
+  auto visual = vlm.visualTokens(both, p);
+  size_t B = both.rows.size() / 2;
+  return torch::cat({viewHidden(vlm, both, visual, 0, B), viewHidden(vlm, both, visual, B, B)}, 0);
+}
+
 struct FusedInput {
   Batch batch;                    // every sample twice: rows [0, B) full view, [B, 2B) dropped view
   std::vector<int64_t> lengths;   // answer tokens per sample
@@ -326,9 +360,10 @@ FusedInput parseFusedInput(const Napi::Value& batchArg, const VlmConfig& config,
   return in;
 }
 
-// contrastiveForModel(model, batch, options) → Promise<row[]>, one per batch row. Each row is run twice in
-// ONE forward pass (full and dropped view, same image encoding, its seed for the drop); with
-// options.debugLogits each result also carries its two [answer tokens, V] logit tensors.
+// contrastiveForModel(model, batch, options) → Promise<row[]>, one per batch row. Each row is run twice, full
+// and dropped view (its seed for the drop), sharing the image encoding: in ONE forward pass (views "joint",
+// default) or one decoder batch per view ("split"). With options.debugLogits each result also carries its two
+// [answer tokens, V] logit tensors.
 Napi::Value contrastiveForModel(const Napi::CallbackInfo& info) {
   return guardedPromise(info, [&]() -> Napi::Value {
     auto s = Model::state(arg(info, 0), "model");
@@ -336,12 +371,13 @@ Napi::Value contrastiveForModel(const Napi::CallbackInfo& info) {
     auto co = parseOptions(opts);
     auto p = parseViewPerturbation(opts);
     bool debug = optBool(opts, "debugLogits", false);
+    auto layout = parseViewLayout(optString(opts, "views", "joint"));
     auto in = parseFusedInput(arg(info, 1), Model::vlmOf(s)->config, static_cast<uint64_t>(optInt(opts, "seed", 0)));
-    return runAsync(info.Env(), [s, in, p, co, debug]() -> Reply {
+    return runAsync(info.Env(), [s, in, p, co, debug, layout]() -> Reply {
       std::lock_guard<std::mutex> lock(Model::mutexOf(s));
       torch::NoGradGuard noGrad;
       auto& vlm = Model::vlmOf(s);
-      auto logits = vlm->language_model->logits(vlm->answerHidden(in.batch, p)).to(torch::kFloat);
+      auto logits = vlm->language_model->logits(twoViewHidden(*vlm, in.batch, p, layout)).to(torch::kFloat);
       int64_t N = static_cast<int64_t>(in.targets.size());
       auto full = logits.slice(0, 0, N), drop = logits.slice(0, N, 2 * N);
       auto rows = contrastiveRows(full, drop, torch::tensor(in.targets, torch::kLong), torch::tensor(in.eligible, torch::kLong) != 0, in.lengths, co);

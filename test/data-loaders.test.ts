@@ -98,7 +98,7 @@ t.test('hscr JSONL fixture', async (t) => {
     ['a2', 'open', 'hscr', undefined],
   ]);
   await rejectsAt(t, loadHscr(fx('hscr/bad-json.jsonl')), 'bad-json.jsonl', 3);
-  await rejectsAt(t, loadHscr(fx('hscr/missing-field.jsonl')), 'missing-field.jsonl', 2, 'answer_type');
+  await rejectsAt(t, loadHscr(fx('hscr/missing-field.jsonl')), 'missing-field.jsonl', 2, 'question');
   await rejectsAt(t, loadHscr(fx('hscr/missing-image.jsonl')), 'missing-image.jsonl', 2, 'image');
 });
 
@@ -130,4 +130,13 @@ t.test('the real benchmarks load with the counts their READMEs state', async (t)
   t.equal(pvqa.loaded, 458);
   t.equal(pvqa.records.filter((r) => r.answer_type === 'closed').length, 242);
   t.equal(pvqa.records.filter((r) => r.answer === 'yes').length, 127);
+});
+
+t.test('plain {id, image, question, answer} records get their answer type from the answer', async (t) => {
+  const dir = t.testdir({
+    'plain.jsonl': ['{"id":"p1","image":"x.png","question":"is it big?","answer":"Yes"}', '{"id":"p2","image":"x.png","question":"which organ?","answer":"liver"}'].join('\n'),
+    'x.png': Buffer.from([0x89, 0x50, 0x4e, 0x47]),
+  });
+  const r = await loadHscr(path.join(dir, 'plain.jsonl'));
+  t.same(r.records.map((x) => x.answer_type), ['closed', 'open']);
 });

@@ -5,6 +5,7 @@ import { registerGenerateCommands } from './generate';
 import { registerDataCommands } from './data';
 import { registerEvalCommands } from './eval';
 import { registerModelCommands } from './model';
+import { registerTrainCommands } from './train';
 import { loadPredictor } from '../model/predictor';
 
 /** One line per stage; each module adds its sub-commands to the program. */
@@ -14,5 +15,6 @@ export function registerCommands(program: Command): void {
   registerRerankCommands(program);
   registerDataCommands(program);
   registerModelCommands(program);
+  registerTrainCommands(program);
   registerEvalCommands(program, (model, adapter) => loadPredictor(model, adapter));
 }

@@ -254,7 +254,8 @@ export async function loadHscr(file: string, opts: LoadOptions = {}): Promise<Fo
       image: resolveImage(root, raw.text('image')),
       question: raw.text('question'),
       answer: raw.maybeEmpty('answer'),
-      answer_type: raw.answerType('answer_type'),
+      // Plain {id, image, question, answer} records (the documented input of generate/logprobs) carry no type.
+      answer_type: raw.has('answer_type') ? raw.answerType('answer_type') : inferAnswerType(raw.maybeEmpty('answer')),
       ...optional('modality'),
       ...optional('family'),
       ...hscrScene(raw),
