@@ -7,7 +7,7 @@ import os from 'os';
 import path from 'path';
 import { HscrError } from './errors';
 
-export type DType = 'float32' | 'float64' | 'bfloat16' | 'float16' | 'int64' | 'int32' | 'uint8' | 'bool';
+export type DType = 'float32' | 'float64' | 'bfloat16' | 'float16' | 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'bool';
 export type TypedArrayOf<D extends DType> = D extends 'float32'
   ? Float32Array
   : D extends 'float64'
@@ -18,8 +18,12 @@ export type TypedArrayOf<D extends DType> = D extends 'float32'
         ? BigInt64Array
         : D extends 'int32'
           ? Int32Array
-          : Uint8Array;
-export type AnyTypedArray = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Uint8Array;
+          : D extends 'int16'
+            ? Int16Array
+            : D extends 'int8'
+              ? Int8Array
+              : Uint8Array;
+export type AnyTypedArray = Float32Array | Float64Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
 /** A handle on a native torch::Tensor. Data stays native until toArray() copies it out. */
 export interface Tensor {

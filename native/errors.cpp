@@ -167,6 +167,8 @@ std::string dtypeName(at::ScalarType t) {
     case at::kInt: return "int32";
     case at::kByte: return "uint8";
     case at::kBool: return "bool";
+    case at::kShort: return "int16";
+    case at::kChar: return "int8";
     default: return c10::toString(t);
   }
 }
@@ -180,6 +182,8 @@ at::ScalarType parseDtype(const std::string& name) {
   if (name == "int32") return at::kInt;
   if (name == "uint8") return at::kByte;
   if (name == "bool") return at::kBool;
+  if (name == "int16") return at::kShort;
+  if (name == "int8") return at::kChar;
   fail("E_DTYPE", "unknown dtype (float32, float64, bfloat16, float16, int64, int32, uint8, bool)", "\"" + name + "\"");
 }
 

@@ -136,14 +136,17 @@ Napi::Value Model::loadWeights(const Napi::CallbackInfo& info) {
       std::lock_guard<std::mutex> lock(s->mutex);
       torch::NoGradGuard g;
       auto params = s->vlm->named_parameters(true);
-      std::map<std::string, safetensors::File> files;
+      std::map<std::string, std::map<std::string, torch::Tensor>> files;  // each file mapped once
       for (const auto& [name, file, key] : entries) {
         auto* target = params.find(name);
         if (!target) fail("E_CHECKPOINT", "the model has no parameter " + name, name);
-        if (!files.count(file)) files.emplace(file, safetensors::read(file));
+        if (!files.count(file)) {
+          auto f = safetensors::read(file);
+          files.emplace(file, std::map<std::string, torch::Tensor>(f.tensors.begin(), f.tensors.end()));
+        }
         const auto& f = files.at(file);
-        auto it = std::find_if(f.tensors.begin(), f.tensors.end(), [&](const auto& kv) { return kv.first == key; });
-        if (it == f.tensors.end()) fail("E_CHECKPOINT", file + " has no tensor " + key, key);
+        auto it = f.find(key);
+        if (it == f.end()) fail("E_CHECKPOINT", file + " has no tensor " + key, key);
         if (it->second.sizes() != target->sizes())
           fail("E_CHECKPOINT",
                file + ": " + key + " has shape [" + c10::Join(", ", it->second.sizes()) + "] but " + name + " needs [" +

@@ -84,10 +84,12 @@ static at::ScalarType dtypeOfArray(napi_typedarray_type kind, const std::string&
     case napi_bigint64_array: return want({"int64"}, "BigInt64Array");
     case napi_int32_array: return want({"int32"}, "Int32Array");
     case napi_uint8_array: return want({"uint8", "bool"}, "Uint8Array");
+    case napi_int16_array: return want({"int16"}, "Int16Array");
+    case napi_int8_array: return want({"int8"}, "Int8Array");
     case napi_uint16_array:
       if (requested.empty()) fail("E_DTYPE", "a Uint16Array needs dtype \"bfloat16\" or \"float16\"", "no dtype");
       return want({"bfloat16", "float16"}, "Uint16Array");
-    default: fail("E_DTYPE", "unsupported typed array (Float32Array, Float64Array, Uint16Array, BigInt64Array, Int32Array, Uint8Array)", "");
+    default: fail("E_DTYPE", "unsupported typed array (Float32Array, Float64Array, Uint16Array, BigInt64Array, Int32Array, Int16Array, Int8Array, Uint8Array)", "");
   }
 }
 
@@ -154,6 +156,8 @@ static napi_typedarray_type arrayKindOf(at::ScalarType t) {
     case at::kInt: return napi_int32_array;
     case at::kByte:
     case at::kBool: return napi_uint8_array;
+    case at::kShort: return napi_int16_array;
+    case at::kChar: return napi_int8_array;
     default: fail("E_DTYPE", "no typed array for dtype " + dtypeName(t), dtypeName(t));
   }
 }
@@ -172,6 +176,8 @@ Napi::Value Tensor::toArray(const Napi::CallbackInfo& info) {
       case napi_uint16_array: return Napi::Uint16Array::New(info.Env(), n, buf, 0);
       case napi_bigint64_array: return Napi::BigInt64Array::New(info.Env(), n, buf, 0);
       case napi_int32_array: return Napi::Int32Array::New(info.Env(), n, buf, 0);
+      case napi_int16_array: return Napi::Int16Array::New(info.Env(), n, buf, 0);
+      case napi_int8_array: return Napi::Int8Array::New(info.Env(), n, buf, 0);
       default: return Napi::Uint8Array::New(info.Env(), n, buf, 0);
     }
   });

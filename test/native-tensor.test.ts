@@ -13,6 +13,8 @@ t.test('every dtype round-trips through a native tensor', async (t) => {
     ['int64', new BigInt64Array([0n, -1n, 9007199254740993n, -(2n ** 63n), 2n ** 63n - 1n, 42n])],
     ['int32', new Int32Array([0, -1, 2147483647, -2147483648, 7, 8])],
     ['uint8', new Uint8Array([0, 1, 127, 128, 254, 255])],
+    ['int16', new Int16Array([0, -1, 32767, -32768, 7, 8])],
+    ['int8', new Int8Array([0, -1, 127, -128, 7, 8])],
     ['bool', new Uint8Array([1, 0, 0, 1, 1, 0])],
     ['bfloat16', toBfloat16Bits(new Float32Array([1, -2, 0.5, 3.140625, 1e38, -0]))],
     ['float16', new Uint16Array([0x3c00, 0xc000, 0x3800, 0x7bff, 0x0001, 0x8000])],
