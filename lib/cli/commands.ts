@@ -7,6 +7,8 @@ import { registerEvalCommands } from './eval';
 import { registerModelCommands } from './model';
 import { registerTrainCommands } from './train';
 import { loadPredictor } from '../model/predictor';
+import { applyAdapter } from '../train/adapter';
+import { registerDemoCommands } from './demo';
 
 /** One line per stage; each module adds its sub-commands to the program. */
 export function registerCommands(program: Command): void {
@@ -16,5 +18,6 @@ export function registerCommands(program: Command): void {
   registerDataCommands(program);
   registerModelCommands(program);
   registerTrainCommands(program);
-  registerEvalCommands(program, (model, adapter) => loadPredictor(model, adapter));
+  registerEvalCommands(program, (model, adapter) => loadPredictor(model, adapter, { loadAdapter: applyAdapter }));
+  registerDemoCommands(program);
 }

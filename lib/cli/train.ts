@@ -13,6 +13,7 @@ import { MLPO_LOSS_KINDS, type LrScheduleKind, type MlpoLossKind, type TrainConf
 import { distEnvFrom, launchWorkers, stripLauncherFlags } from '../train/launcher';
 import { runMlpo } from '../train/mlpo';
 import { runSft } from '../train/sft';
+import { finalAdapterDir, finalModelDir } from '../train/loop';
 
 function integer(flag: string, min: number): (raw: string) => number {
   return (raw) => {
@@ -86,7 +87,7 @@ function engineOptions(cmd: Command, lr: number): Command {
   const d = HSCR_DEFAULTS;
   return cmd
     .requiredOption('--model <dir>', 'base model folder')
-    .requiredOption('--out <dir>', 'run folder: adapter, checkpoints, metrics.jsonl')
+    .requiredOption('--out <dir>', 'run folder: adapter/ or model/, checkpoints, metrics.jsonl')
     .option('--finetune <mode>', "'lora' (adapters, base frozen) or 'full'", choice('--finetune', ['lora', 'full'] as const), 'lora' as const)
     .option('--lora-r <n>', 'LoRA rank', integer('--lora-r', 1), d.loraR)
     .option('--lora-alpha <x>', 'LoRA alpha (scale alpha/r)', number('--lora-alpha', 0), d.loraAlpha)
@@ -171,15 +172,15 @@ interface SftCliOptions extends EngineCliOptions {
   data: string;
   format: DataFormat | 'auto';
   imageRoot?: string;
-  merged?: string;
 }
 
 async function runSftCommand(o: SftCliOptions): Promise<void> {
   if (await launchedElsewhere(o)) return;
   const quiet = o.quiet || !isMainRank();
-  const r = await runSft({ config: engineConfig(o), data: o.data, format: o.format, imageRoot: o.imageRoot, resume: o.resume, overwrite: o.overwrite, quiet, mergedDir: o.merged });
+  const r = await runSft({ config: engineConfig(o), data: o.data, format: o.format, imageRoot: o.imageRoot, resume: o.resume, overwrite: o.overwrite, quiet });
   const m = r.lastMetrics;
-  report(o, { ...r, config: undefined }, `sft: ${r.steps} steps (of ${r.totalSteps}), last loss ${fmt(m.loss)}, ${fmt(r.samplesPerSecond, 2)} samples/s; ${r.config.finetune === 'lora' ? 'adapter' : 'model'} in ${path.resolve(r.outputDir)}${o.merged ? `, merged model in ${path.resolve(o.merged)}` : ''}`);
+  const adapter = r.config.finetune === 'lora' ? `, adapter in ${path.resolve(finalAdapterDir(r.outputDir))}` : '';
+  report(o, { ...r, config: undefined }, `sft: ${r.steps} steps (of ${r.totalSteps}), last loss ${fmt(m.loss)}, ${fmt(r.samplesPerSecond, 2)} samples/s; model in ${path.resolve(r.modelDir)}${adapter}`);
 }
 
 interface TrainCliOptions extends EngineCliOptions {
@@ -219,23 +220,22 @@ async function runTrainCommand(o: TrainCliOptions): Promise<void> {
     o,
     { ...r, config: undefined },
     [
-      `${o.loss}: ${r.samples} samples (${r.skippedEmpty} without dispreferred answers left out), ${r.steps} steps (of ${r.totalSteps}), ${fmt(r.samplesPerSecond, 2)} samples/s`,
+      `${o.loss}: ${r.samples} samples (${r.skippedEmpty} without dispreferred answers left out, ${r.skippedBlank} blank dispreferred answers dropped), ${r.steps} steps (of ${r.totalSteps}), ${fmt(r.samplesPerSecond, 2)} samples/s`,
       `last step: loss ${fmt(m.loss)}, rewards/accuracies ${fmt(m['rewards/accuracies'], 3)}, rewards_implicit/accuracies ${fmt(m['rewards_implicit/accuracies'], 3)}, rewards/margins ${fmt(m['rewards/margins'])}`,
-      `reference log-probs ${r.referenceCached ? 'from the cache' : 'computed and cached'}: ${r.referenceFile}; adapter in ${path.resolve(r.outputDir)}`,
+      `reference log-probs ${r.referenceCached ? 'from the cache' : 'computed and cached'}: ${r.referenceFile}; ${r.config.finetune === 'lora' ? `adapter in ${path.resolve(finalAdapterDir(r.outputDir))}` : `model in ${path.resolve(finalModelDir(r.outputDir))}`}`,
     ].join('\n'),
   );
 }
 
 export function registerTrainCommands(program: Command): void {
   const d = HSCR_DEFAULTS;
-  engineOptions(program.command('sft').description('supervised fine-tuning on VQA records (loss on answer tokens only): the starting model'), d.sftLr)
+  engineOptions(program.command('sft').description('supervised fine-tuning on VQA records (loss on answer tokens only); leaves <out>/model (and <out>/adapter)'), d.sftLr)
     .requiredOption('--data <file>', 'training records {id, image, question, answer} (any format hscr loads)')
     .option('--format <name>', `input format: auto, ${DATA_FORMATS.join(', ')}`, choice('--format', ['auto', ...DATA_FORMATS] as const), 'auto' as const)
     .option('--image-root <dir>', 'folder the image names are relative to')
-    .option('--merged <dir>', 'also write a standalone model folder with the adapter merged in (what `hscr train --model` takes)')
     .action(runSftCommand);
 
-  engineOptions(program.command('train').description('multi-level preference optimisation (HSCR §3.3) on ranked.jsonl, or its DPO / one-level ablations'), d.lr)
+  engineOptions(program.command('train').description('multi-level preference optimisation (HSCR §3.3) on ranked.jsonl, or its DPO / one-level ablations; leaves <out>/adapter'), d.lr)
     .requiredOption('--prefs <file>', 'ranked.jsonl from hscr rerank')
     .option('--loss <kind>', `${MLPO_LOSS_KINDS.join(', ')} (dpo: one rejected answer, explicit term only)`, choice('--loss', MLPO_LOSS_KINDS), 'mlpo' as const)
     .option('--gamma <x>', 'reward scale γ', number('--gamma', 0), d.gamma)

@@ -139,7 +139,8 @@ export function buildDispreferred(
     const count = replacementCount(i, n, k, schedule);
     for (const choice of choicesFor(slots, count)) {
       const candidate = render(kernelOut, slots, choice, decode, tokenText);
-      if (candidate.replacements.length === 0 || seen.has(candidate.text)) continue;
+      // A blank answer (a word swapped for a lone "▁") teaches nothing about the image: take the next choice.
+      if (candidate.replacements.length === 0 || candidate.text.trim() === '' || seen.has(candidate.text)) continue;
       seen.add(candidate.text);
       answers.push(candidate);
       break;

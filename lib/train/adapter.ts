@@ -179,6 +179,9 @@ export function readAdapterConfig(dir: string, modules: string[]): { lora: LoraC
  * modules. E_CHECKPOINT when the folder does not fit the model.
  */
 export async function loadAdapter(model: VisionLanguageModel, dir: string): Promise<AdapterInfo> {
+  if (!fs.existsSync(path.join(dir, ADAPTER_CONFIG)) || !fs.existsSync(path.join(dir, ADAPTER_WEIGHTS))) {
+    throw new HscrError(`${dir} is not an adapter folder (needs ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS})`, 'E_CHECKPOINT', dir);
+  }
   const tensors = await readAdapterTensors(path.join(dir, ADAPTER_WEIGHTS));
   const wanted = [...tensors.modules.keys()];
   const { lora, baseModel } = readAdapterConfig(dir, wanted);
@@ -243,4 +246,9 @@ function copyFileAtomic(from: string, to: string): void {
     fs.rmSync(tmp, { force: true });
     throw new HscrError(`${to}: cannot write (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'E_IO', to);
   }
+}
+
+/** loadAdapter without the report: the shape lib/model/predictor.ts's `loadAdapter` option takes. */
+export async function applyAdapter(model: VisionLanguageModel, dir: string): Promise<void> {
+  await loadAdapter(model, dir);
 }

@@ -246,6 +246,7 @@ export async function runTraining(model: VisionLanguageModel, task: TrainingTask
   const optimizer = addon.Optimizer.create(model.handle, { beta1: config.adamBeta1, beta2: config.adamBeta2, eps: config.adamEps, weightDecay: config.weightDecay });
   const { startStep, checkpoint } = await restore(model, optimizer, config, identity, dist, opts);
   if (isMain && checkpoint) log(`${task.label}: resumed from ${checkpoint} (step ${startStep} of ${plan.totalSteps})`);
+  if (isMain && opts.resume && !checkpoint) log(`${task.label}: no checkpoint in ${config.outputDir} yet, starting from step 0`);
   const metricsLog = isMain ? MetricsLog.open(path.join(config.outputDir, METRICS_FILE), startStep) : undefined;
   if (isMain) fs.writeFileSync(path.join(config.outputDir, 'train_config.json'), `${JSON.stringify({ ...config, plan, worldSize: dist.worldSize, task: task.identity }, null, 2)}\n`);
   const progress = trainProgress({ label: task.label, totalSteps: plan.totalSteps, startStep, quiet: opts.quiet || !isMain, stream: opts.progressStream });
@@ -331,13 +332,22 @@ async function saveCheckpoint(
   pruneCheckpoints(config.outputDir, config.saveTotalLimit);
 }
 
-/** The run's result in the output folder: the PEFT adapter (LoRA) or a complete model folder (full). */
-async function writeFinal(model: VisionLanguageModel, config: TrainConfig): Promise<void> {
-  if (config.finetune === 'lora') await saveAdapter(model, config.outputDir, config.lora, path.resolve(config.modelDir));
-  else await saveModelFolder(model, config.modelDir, config.outputDir);
+/** Where a run leaves its result: <out>/adapter (PEFT, LoRA runs) and/or <out>/model (a complete model folder). */
+export function finalAdapterDir(outputDir: string): string {
+  return path.join(outputDir, 'adapter');
 }
 
-/** Whether a folder holds a finished run's adapter. */
-export function hasAdapter(dir: string): boolean {
-  return fs.existsSync(path.join(dir, ADAPTER_CONFIG));
+export function finalModelDir(outputDir: string): string {
+  return path.join(outputDir, 'model');
+}
+
+/** The run's result: the PEFT adapter (LoRA) or a complete model folder (full fine-tuning). */
+async function writeFinal(model: VisionLanguageModel, config: TrainConfig): Promise<void> {
+  if (config.finetune === 'lora') await saveAdapter(model, finalAdapterDir(config.outputDir), config.lora, path.resolve(config.modelDir));
+  else await saveModelFolder(model, config.modelDir, finalModelDir(config.outputDir));
+}
+
+/** Whether a folder holds a finished LoRA run. */
+export function hasAdapter(outputDir: string): boolean {
+  return fs.existsSync(path.join(finalAdapterDir(outputDir), ADAPTER_CONFIG));
 }

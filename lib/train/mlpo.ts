@@ -21,7 +21,7 @@ import { writeFileAtomic } from '../model/config';
 import { disposeBundle, encodeRecord, loadModelBundle, type ModelBundle } from '../model/bundle';
 import type { BatchRow, VisionLanguageModel } from '../model/vlm';
 import { tensor } from '../tensor';
-import { adaptedModules } from './adapter';
+import { adaptedModules, loadAdapter } from './adapter';
 import { resolveMlpoConfig, type MlpoConfig, type MlpoConfigInput, type MlpoLossKind } from './config';
 import { PixelCache, sha256File } from './data';
 import { distEnvFrom, initDistributed, SINGLE_PROCESS, type DistContext } from './launcher';
@@ -44,8 +44,10 @@ export interface PreferenceExample {
 
 export interface LoadedPreferences {
   examples: PreferenceExample[];
-  /** Records without any dispreferred answer (nothing to prefer y_w over), left out. */
+  /** Records without any (non-blank) dispreferred answer (nothing to prefer y_w over), left out. */
   skippedEmpty: number;
+  /** Blank dispreferred answers (a replacement that decodes to nothing), left out of their lists. */
+  skippedBlank: number;
 }
 
 /**
@@ -56,13 +58,17 @@ export async function loadPreferences(bundle: ModelBundle, file: string): Promis
   const examples: PreferenceExample[] = [];
   const seen = new Set<string>();
   let skippedEmpty = 0;
+  let skippedBlank = 0;
   let index = 0;
   const dir = path.dirname(path.resolve(file));
   for await (const { line, value } of readJsonl(file)) {
     const record = parseRankedRecord(value, { file, line, index: index++ });
     if (seen.has(record.id)) throw dataError(file, line, 'id', 'repeats the id of an earlier record', record.id);
     seen.add(record.id);
-    if (record.rejected.length === 0) {
+    // A blank y_l is no answer at all: the chat template cannot even encode it, and it teaches nothing about the image.
+    const rejected = record.rejected.map((r, i) => ({ text: r.text, field: `rejected[${i}].text` })).filter((r) => r.text.trim() !== '');
+    skippedBlank += record.rejected.length - rejected.length;
+    if (rejected.length === 0) {
       skippedEmpty++;
       continue;
     }
@@ -74,10 +80,10 @@ export async function loadPreferences(bundle: ModelBundle, file: string): Promis
       }
     };
     const chosen = encode(record.chosen, 'chosen');
-    const rejectedIds = record.rejected.map((r, i) => encode(r.text, `rejected[${i}].text`).answerIds);
+    const rejectedIds = rejected.map((r) => encode(r.text, r.field).answerIds);
     examples.push({ id: record.id, image: path.resolve(dir, record.image), promptIds: chosen.promptIds, chosenIds: chosen.answerIds, rejectedIds });
   }
-  return { examples, skippedEmpty };
+  return { examples, skippedEmpty, skippedBlank };
 }
 
 /**
@@ -341,8 +347,11 @@ export function mlpoLoss(inputs: MlpoLossInputs, options: MlpoLossOptions = {}):
 }
 
 export interface PreferenceAccuracy {
-  explicit: number;
-  implicit: number;
+  /** Share of pairs ordered right; null when the lists hold no such pair (e.g. single answers: no implicit pair). */
+  explicit: number | null;
+  implicit: number | null;
+  explicitPairs: number;
+  implicitPairs: number;
   loss: number;
   samples: number;
 }
@@ -380,7 +389,47 @@ export async function preferenceAccuracy(
     { policyChosen: tensor(pc, [B]), policyRejected: tensor(pr, [B, J]), referenceChosen: tensor(rc, [B]), referenceRejected: tensor(rr, [B, J]), mask: tensor(mask, [B, J], 'bool') },
     { gamma: config.gamma, pairWeighting: config.pairWeighting },
   );
-  return { explicit: r.explicitAccuracy, implicit: r.implicitAccuracy, loss: r.loss, samples: B };
+  const explicitPairs = selection.reduce((n, s) => n + s.length, 0);
+  const implicitPairs = selection.reduce((n, s) => n + (s.length * (s.length - 1)) / 2, 0);
+  return {
+    explicit: explicitPairs > 0 ? r.explicitAccuracy : null,
+    implicit: implicitPairs > 0 ? r.implicitAccuracy : null,
+    explicitPairs,
+    implicitPairs,
+    loss: r.loss,
+    samples: B,
+  };
+}
+
+export interface PreferenceFileAccuracy extends PreferenceAccuracy {
+  referenceCached: boolean;
+}
+
+/**
+ * Reward accuracies of a trained adapter on a preference file (the lists the loss used): loads the SFT model,
+ * reads the reference log-probs (from the training run's cache when it is there) and adds the adapter.
+ */
+export async function preferenceFileAccuracy(
+  modelDir: string,
+  adapterDir: string,
+  prefs: string,
+  config: Pick<MlpoConfig, 'loss' | 'maxRejected' | 'gamma' | 'pairWeighting'> & { referenceCacheDir: string; batch?: number; device?: string },
+): Promise<PreferenceFileAccuracy> {
+  const bundle = await loadModelBundle(modelDir, { device: config.device });
+  try {
+    const { examples } = await loadPreferences(bundle, prefs);
+    const pixels = new PixelCache(bundle.preprocessing, bundle.model.config.vision.imageSize);
+    const ref = await referenceLogps(bundle.model, pixels, examples, {
+      cacheDir: config.referenceCacheDir,
+      prefsSha256: await sha256File(prefs),
+      modelFingerprint: await modelFingerprint(modelDir),
+      batch: config.batch ?? 8,
+    });
+    await loadAdapter(bundle.model, adapterDir);
+    return { ...(await preferenceAccuracy(bundle, examples, ref.logps, config, config.batch)), referenceCached: ref.cached };
+  } finally {
+    disposeBundle(bundle);
+  }
 }
 
 // ---- `hscr train` as a function -----------------------------------------------------------------
@@ -396,6 +445,7 @@ export interface MlpoRunResult extends TrainResult {
   config: MlpoConfig;
   samples: number;
   skippedEmpty: number;
+  skippedBlank: number;
   referenceCached: boolean;
   referenceFile: string;
 }
@@ -407,7 +457,7 @@ export async function runMlpo(o: MlpoRunOptions): Promise<MlpoRunResult> {
   if (dist.rank === 0) checkOutputDir(config.outputDir, o);
   const bundle = await loadModelBundle(config.modelDir, { device: config.device });
   try {
-    const { examples, skippedEmpty } = await loadPreferences(bundle, o.prefs);
+    const { examples, skippedEmpty, skippedBlank } = await loadPreferences(bundle, o.prefs);
     if (examples.length === 0) throw new HscrError(`${o.prefs}: no sample has a dispreferred answer to train on`, 'E_DATA', o.prefs);
     const prefsSha256 = await sha256File(o.prefs);
     const pixels = new PixelCache(bundle.preprocessing, bundle.model.config.vision.imageSize);
@@ -420,7 +470,7 @@ export async function runMlpo(o: MlpoRunOptions): Promise<MlpoRunResult> {
     });
     const task = createMlpoTask(bundle, examples, ref.logps, config, { prefsSha256 }, pixels);
     const result = await runTraining(bundle.model, task, config, { ...o, dist });
-    return { ...result, config, samples: examples.length, skippedEmpty, referenceCached: ref.cached, referenceFile: ref.file };
+    return { ...result, config, samples: examples.length, skippedEmpty, skippedBlank, referenceCached: ref.cached, referenceFile: ref.file };
   } finally {
     disposeBundle(bundle);
     if (ownGroup) dist.group?.destroy();

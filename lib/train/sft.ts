@@ -11,7 +11,7 @@ import type { BatchRow } from '../model/vlm';
 import { resolveSftConfig, type TrainConfig, type TrainConfigInput } from './config';
 import { PixelCache, sha256File } from './data';
 import { initDistributed, distEnvFrom, type DistContext } from './launcher';
-import { checkOutputDir, runTraining, type RunOptions, type TrainingTask, type TrainResult } from './loop';
+import { checkOutputDir, finalModelDir, runTraining, type RunOptions, type TrainingTask, type TrainResult } from './loop';
 import type { StepMetrics } from './metrics';
 import { trainAddon } from './native';
 import { saveModelFolder } from './adapter';
@@ -82,12 +82,10 @@ export interface SftRunOptions extends Omit<RunOptions, 'dist'> {
   imageRoot?: string;
   /** Default: from the torchrun variables of this process (single process without them). */
   dist?: DistContext;
-  /** Also write a standalone model folder with the adapter merged in (rank 0). */
-  mergedDir?: string;
 }
 
-/** `hscr sft` as a function: loads the model and data, trains, writes the adapter (or model) into the output folder. */
-export async function runSft(o: SftRunOptions): Promise<TrainResult & { config: TrainConfig }> {
+/** `hscr sft` as a function: trains, then leaves <out>/model (and <out>/adapter for LoRA runs). */
+export async function runSft(o: SftRunOptions): Promise<TrainResult & { config: TrainConfig; modelDir: string }> {
   const config = resolveSftConfig(o.config);
   const ownGroup = o.dist === undefined;
   const dist = o.dist ?? (await initDistributed(distEnvFrom(), config.device.startsWith('cuda') ? 'nccl' : 'gloo'));
@@ -98,8 +96,9 @@ export async function runSft(o: SftRunOptions): Promise<TrainResult & { config: 
     const examples = encodeSftExamples(bundle, data.records, path.resolve(o.data));
     const task = createSftTask(bundle, examples, await sha256File(o.data));
     const result = await runTraining(bundle.model, task, config, { ...o, dist });
-    if (o.mergedDir && dist.rank === 0) await saveModelFolder(bundle.model, config.modelDir, o.mergedDir);
-    return { ...result, config };
+    // The next stage (generate, train) takes a model folder: a LoRA run also leaves one with the adapter merged in.
+    if (config.finetune === 'lora' && dist.rank === 0) await saveModelFolder(bundle.model, config.modelDir, finalModelDir(config.outputDir));
+    return { ...result, config, modelDir: finalModelDir(config.outputDir) };
   } finally {
     disposeBundle(bundle);
     if (ownGroup) dist.group?.destroy();

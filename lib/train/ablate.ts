@@ -1,0 +1,352 @@
+/**
+ * `hscr ablate`: the paper's comparisons on the phantom benchmark, end to end per seed —
+ * init → SFT → HSCR preference data (generate → rerank) → MLPO and its variants → evaluation — printed as
+ * the paper's tables with mean ± std over the seeds:
+ *   main     (Table 1/3): SFT vs binary DPO vs HSCR
+ *   levels   (Table 4):   explicit-only vs implicit-only vs both
+ *   strategy (Table 5):   how the degraded view is made: token / pixel / patch / latent
+ *   ratio    (Table 6):   share of the visual input dropped: 0.3 / 0.5 / 0.7 / 0.9
+ * Every stage skips work whose output is already there, so a stopped ablation continues where it was.
+ *
+ * Config file (JSON; every field optional, defaults below):
+ *   { "out": "ablate-runs", "seeds": [1,2,3],
+ *     "phantom": {"train": 200, "test": 100, "seed": 7, "size": 64},
+ *     "preset": "tiny",
+ *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 30, "batch": 8},
+ *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16},
+ *     "rerank": {"j": 3, "minGap": 0.1},
+ *     "train": {"lr": 1e-3, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
+ *     "eval": {"batch": 32, "maxNewTokens": 24, "variant": "strict"},
+ *     "tables": ["main", "levels", "strategy", "ratio"],
+ *     "strategies": ["token", "pixel", "patch", "latent"], "ratios": [0.3, 0.5, 0.7, 0.9] }
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { HscrError } from '../errors';
+import { initModel } from '../cli/model';
+import { generatePhantom } from '../data/phantom';
+import { loadDataset } from '../data/loaders';
+import type { VqaRecord } from '../data/types';
+import { checkVariant, type MetricVariant } from '../eval/metrics';
+import { evaluate, type EvaluationResult } from '../eval/run';
+import { generateFile } from '../generate/pipeline';
+import { loadPredictor } from '../model/predictor';
+import { rerankFile } from '../rerank/rerank';
+import { applyAdapter } from './adapter';
+import type { MlpoLossKind } from './config';
+import { finalAdapterDir, finalModelDir, hasAdapter } from './loop';
+import { preferenceFileAccuracy, runMlpo } from './mlpo';
+import { runSft } from './sft';
+
+export type TableName = 'main' | 'levels' | 'strategy' | 'ratio';
+export const TABLE_NAMES: readonly TableName[] = ['main', 'levels', 'strategy', 'ratio'];
+type Strategy = 'token' | 'pixel' | 'patch' | 'latent';
+
+export interface AblationConfig {
+  out: string;
+  seeds: number[];
+  phantom: { train: number; test: number; seed: number; size: number };
+  preset: 'tiny' | 'small';
+  sft: { finetune: 'lora' | 'full'; lr: number; epochs: number; batch: number };
+  generate: { k: number; n: number; beta: number; ratio: number; perturb: Strategy; batch: number };
+  rerank: { j: number; minGap: number };
+  train: { lr: number; epochs: number; batch: number; gamma: number; loraR: number; loraAlpha: number; loraDropout: number };
+  eval: { batch: number; maxNewTokens: number; variant: MetricVariant };
+  tables: TableName[];
+  strategies: Strategy[];
+  ratios: number[];
+}
+
+export const ABLATION_DEFAULTS: AblationConfig = {
+  out: 'ablate-runs',
+  seeds: [1, 2, 3],
+  phantom: { train: 200, test: 100, seed: 7, size: 64 },
+  preset: 'tiny',
+  // A random tiny model needs full fine-tuning and a large lr to learn the phantom answers at all (loss 5.3 → ~0.2).
+  sft: { finetune: 'full', lr: 2e-3, epochs: 30, batch: 8 },
+  generate: { k: 6, n: 10, beta: 0.9, ratio: 0.7, perturb: 'token', batch: 16 },
+  rerank: { j: 3, minGap: 0.1 },
+  // The paper's 5e-7 is for a 7B model; a 2M-parameter one barely moves below ~1e-4, and forgets to stop above ~3e-3.
+  train: { lr: 1e-3, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
+  eval: { batch: 32, maxNewTokens: 24, variant: 'strict' },
+  tables: [...TABLE_NAMES],
+  strategies: ['token', 'pixel', 'patch', 'latent'],
+  ratios: [0.3, 0.5, 0.7, 0.9],
+};
+
+function configError(file: string, field: string, what: string, value: unknown): HscrError {
+  return new HscrError(`${file}: "${field}" ${what}`, 'E_CONFIG', value);
+}
+
+/** Merges a config file over the defaults one level deep and checks what the stages do not check themselves. */
+export function resolveAblationConfig(raw: Record<string, unknown>, file = '<config>'): AblationConfig {
+  const out: Record<string, unknown> = { ...ABLATION_DEFAULTS };
+  for (const [key, value] of Object.entries(raw)) {
+    if (!(key in ABLATION_DEFAULTS)) throw configError(file, key, 'is not an ablation setting', value);
+    const def = (ABLATION_DEFAULTS as unknown as Record<string, unknown>)[key];
+    const isSection = typeof def === 'object' && def !== null && !Array.isArray(def);
+    if (isSection && (typeof value !== 'object' || value === null || Array.isArray(value))) throw configError(file, key, 'must be an object', value);
+    out[key] = isSection ? { ...(def as object), ...(value as object) } : value;
+  }
+  const c = out as unknown as AblationConfig;
+  if (!Array.isArray(c.seeds) || c.seeds.length === 0 || !c.seeds.every((s) => Number.isInteger(s) && s >= 0)) throw configError(file, 'seeds', 'must be a non-empty list of integers ≥ 0', c.seeds);
+  if (!Array.isArray(c.tables) || !c.tables.every((t) => TABLE_NAMES.includes(t))) throw configError(file, 'tables', `must list some of ${TABLE_NAMES.join(', ')}`, c.tables);
+  if (!Array.isArray(c.strategies) || !c.strategies.every((s) => ['token', 'pixel', 'patch', 'latent'].includes(s))) throw configError(file, 'strategies', 'must list token, pixel, patch or latent', c.strategies);
+  if (!Array.isArray(c.ratios) || !c.ratios.every((r) => typeof r === 'number' && r > 0 && r < 1)) throw configError(file, 'ratios', 'must be numbers in (0, 1)', c.ratios);
+  if (typeof c.out !== 'string' || c.out === '') throw configError(file, 'out', 'must be a folder path', c.out);
+  checkVariant(c.eval.variant);
+  return c;
+}
+
+/** One trained variant: what data it learns from and with which loss. */
+interface Variant {
+  key: string;
+  label: string;
+  loss: MlpoLossKind | 'sft';
+  perturb: Strategy;
+  ratio: number;
+}
+
+function hscrVariant(c: AblationConfig, perturb: Strategy, ratio: number): Variant {
+  const isDefault = perturb === c.generate.perturb && ratio === c.generate.ratio;
+  return { key: isDefault ? 'hscr' : `hscr-${perturb}-${ratio}`, label: 'HSCR', loss: 'mlpo', perturb, ratio };
+}
+
+/** The rows of each table, in the paper's order. */
+export function tableRows(c: AblationConfig): Record<TableName, Variant[]> {
+  const g = c.generate;
+  const hscr = hscrVariant(c, g.perturb, g.ratio);
+  return {
+    main: [
+      { key: 'sft', label: 'SFT', loss: 'sft', perturb: g.perturb, ratio: g.ratio },
+      { key: 'dpo', label: 'DPO (binary)', loss: 'dpo', perturb: g.perturb, ratio: g.ratio },
+      { ...hscr, label: 'HSCR' },
+    ],
+    levels: [
+      { key: 'explicit', label: 'explicit only', loss: 'explicit', perturb: g.perturb, ratio: g.ratio },
+      { key: 'implicit', label: 'implicit only', loss: 'implicit', perturb: g.perturb, ratio: g.ratio },
+      { ...hscr, label: 'explicit + implicit (HSCR)' },
+    ],
+    strategy: c.strategies.map((s) => ({ ...hscrVariant(c, s, g.ratio), label: `${s} (ratio ${g.ratio})` })),
+    ratio: c.ratios.map((r) => ({ ...hscrVariant(c, g.perturb, r), label: `ratio ${r} (${g.perturb})` })),
+  };
+}
+
+export interface VariantScore {
+  seed: number;
+  key: string;
+  closed: number | null;
+  open: number | null;
+  /** Training-list reward accuracies of the last step (preference variants). */
+  explicitAccuracy?: number;
+  implicitAccuracy?: number;
+}
+
+export interface AblationResult {
+  config: AblationConfig;
+  scores: VariantScore[];
+  report: string;
+}
+
+export interface AblationOptions {
+  configFile?: string;
+  config?: Record<string, unknown>;
+  outDir?: string;
+  only?: string[];
+  quiet?: boolean;
+  log?: (line: string) => void;
+}
+
+interface SeedContext {
+  c: AblationConfig;
+  seed: number;
+  dir: string;
+  data: { train: string; test: string; testRecords: VqaRecord[] };
+  quiet: boolean;
+  log: (line: string) => void;
+}
+
+async function ensurePhantom(c: AblationConfig, root: string): Promise<{ train: string; test: string }> {
+  const dir = path.join(root, 'phantom');
+  const train = path.join(dir, 'train.jsonl');
+  const test = path.join(dir, 'test.jsonl');
+  if (!fs.existsSync(path.join(dir, 'meta.json'))) await generatePhantom({ outDir: dir, ...c.phantom });
+  return { train, test };
+}
+
+async function ensureSft(ctx: SeedContext): Promise<string> {
+  const init = path.join(ctx.dir, 'init');
+  const sft = path.join(ctx.dir, 'sft');
+  const model = finalModelDir(sft);
+  if (!fs.existsSync(path.join(init, 'model.safetensors'))) await initModel({ preset: ctx.c.preset, out: init, seed: ctx.seed, overwrite: true });
+  if (fs.existsSync(path.join(model, 'model.safetensors'))) return model;
+  ctx.log(`seed ${ctx.seed}: SFT`);
+  const s = ctx.c.sft;
+  await runSft({
+    config: { modelDir: init, outputDir: sft, finetune: s.finetune, learningRate: s.lr, epochs: s.epochs, batchPerDevice: s.batch, seed: ctx.seed, saveSteps: 0 },
+    data: ctx.data.train,
+    quiet: ctx.quiet,
+    overwrite: true,
+  });
+  return model;
+}
+
+/** prefs → ranked (and binary) for one way of degrading the view. */
+async function ensurePreferences(ctx: SeedContext, sftModel: string, perturb: Strategy, ratio: number): Promise<{ ranked: string; binary: string }> {
+  const dir = path.join(ctx.dir, 'prefs', `${perturb}-${ratio}`);
+  const prefs = path.join(dir, 'prefs.jsonl');
+  const ranked = path.join(dir, 'ranked.jsonl');
+  const binary = path.join(dir, 'binary.jsonl');
+  const done = path.join(dir, 'done');
+  if (fs.existsSync(done)) return { ranked, binary };
+  ctx.log(`seed ${ctx.seed}: preference data (${perturb}, ratio ${ratio})`);
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(dir, { recursive: true });
+  const g = ctx.c.generate;
+  await generateFile(sftModel, ctx.data.train, prefs, { k: g.k, n: g.n, beta: g.beta, ratio, perturb, seed: ctx.seed, batchSize: g.batch, limit: ctx.c.phantom.train, quiet: true });
+  await rerankFile(prefs, ranked, { j: ctx.c.rerank.j, minGap: ctx.c.rerank.minGap, mode: 'ranked', quiet: true });
+  await rerankFile(prefs, binary, { mode: 'binary', quiet: true });
+  fs.writeFileSync(done, '');
+  return { ranked, binary };
+}
+
+async function ensureTrained(ctx: SeedContext, sftModel: string, v: Variant): Promise<string> {
+  const runDir = path.join(ctx.dir, 'runs', v.key);
+  if (hasAdapter(runDir)) return finalAdapterDir(runDir);
+  const { ranked, binary } = await ensurePreferences(ctx, sftModel, v.perturb, v.ratio);
+  ctx.log(`seed ${ctx.seed}: train ${v.key} (${v.loss})`);
+  const t = ctx.c.train;
+  await runMlpo({
+    config: {
+      modelDir: sftModel,
+      outputDir: runDir,
+      loss: v.loss as MlpoLossKind,
+      learningRate: t.lr,
+      epochs: t.epochs,
+      batchPerDevice: t.batch,
+      gamma: t.gamma,
+      lora: { r: t.loraR, alpha: t.loraAlpha, dropout: t.loraDropout },
+      maxRejected: ctx.c.rerank.j,
+      seed: ctx.seed,
+      saveSteps: 0,
+      referenceCacheDir: path.dirname(ranked),
+    },
+    prefs: v.loss === 'dpo' ? binary : ranked,
+    quiet: ctx.quiet,
+    overwrite: true,
+  });
+  return finalAdapterDir(runDir);
+}
+
+async function ensureEvaluated(ctx: SeedContext, sftModel: string, v: Variant, adapterDir?: string): Promise<EvaluationResult> {
+  const outDir = path.join(ctx.dir, 'eval', v.key);
+  const resultsFile = path.join(outDir, 'results.json');
+  if (fs.existsSync(resultsFile)) return JSON.parse(fs.readFileSync(resultsFile, 'utf8')) as EvaluationResult;
+  ctx.log(`seed ${ctx.seed}: evaluate ${v.key}`);
+  const predictor = await loadPredictor(sftModel, adapterDir, { loadAdapter: applyAdapter, maxNewTokens: ctx.c.eval.maxNewTokens });
+  try {
+    fs.rmSync(outDir, { recursive: true, force: true });
+    return await evaluate(ctx.data.testRecords, predictor, { batchSize: ctx.c.eval.batch, variant: ctx.c.eval.variant, outDir, name: v.label });
+  } finally {
+    predictor.dispose();
+  }
+}
+
+/** Reward accuracies of the trained adapter over its whole training list (the last step alone is a handful of samples). */
+async function trainingAccuracies(ctx: SeedContext, sftModel: string, v: Variant, adapterDir: string): Promise<Pick<VariantScore, 'explicitAccuracy' | 'implicitAccuracy'>> {
+  const file = path.join(path.dirname(adapterDir), 'preference_accuracy.json');
+  if (!fs.existsSync(file)) {
+    const prefsDir = path.join(ctx.dir, 'prefs', `${v.perturb}-${v.ratio}`);
+    const prefs = path.join(prefsDir, v.loss === 'dpo' ? 'binary.jsonl' : 'ranked.jsonl');
+    const acc = await preferenceFileAccuracy(sftModel, adapterDir, prefs, {
+      loss: v.loss as MlpoLossKind,
+      maxRejected: ctx.c.rerank.j,
+      gamma: ctx.c.train.gamma,
+      pairWeighting: 'sum',
+      referenceCacheDir: prefsDir,
+    });
+    fs.writeFileSync(file, `${JSON.stringify(acc, null, 2)}\n`);
+  }
+  const acc = JSON.parse(fs.readFileSync(file, 'utf8')) as { explicit: number | null; implicit: number | null };
+  return { explicitAccuracy: acc.explicit ?? undefined, implicitAccuracy: acc.implicit ?? undefined };
+}
+
+async function scoreVariant(ctx: SeedContext, sftModel: string, v: Variant): Promise<VariantScore> {
+  const adapterDir = v.loss === 'sft' ? undefined : await ensureTrained(ctx, sftModel, v);
+  const r = await ensureEvaluated(ctx, sftModel, v, adapterDir);
+  const phantom = r.datasets.phantom ?? r.overall;
+  const accuracies = adapterDir ? await trainingAccuracies(ctx, sftModel, v, adapterDir) : {};
+  return { seed: ctx.seed, key: v.key, closed: phantom.closed.accuracy, open: phantom.open.score, ...accuracies };
+}
+
+// ---- the report ---------------------------------------------------------------------------------
+
+export function meanStd(values: number[]): { mean: number; std: number } | null {
+  if (values.length === 0) return null;
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  const std = values.length > 1 ? Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (values.length - 1)) : 0;
+  return { mean, std };
+}
+
+function cell(values: (number | null)[]): string {
+  const s = meanStd(values.filter((v): v is number => v !== null));
+  return s === null ? '–' : `${(s.mean * 100).toFixed(2)} ± ${(s.std * 100).toFixed(2)}`;
+}
+
+const TITLES: Record<TableName, string> = {
+  main: 'Table 1/3 — SFT vs binary DPO vs HSCR',
+  levels: 'Table 4 — preference levels',
+  strategy: 'Table 5 — how the degraded view is made',
+  ratio: 'Table 6 — share of the visual input dropped',
+};
+
+/** The paper-style tables: one row per variant, Open (recall) and Closed (accuracy), mean ± std over seeds. */
+export function formatAblation(c: AblationConfig, tables: TableName[], scores: VariantScore[]): string {
+  const rows = tableRows(c);
+  const seeds = [...new Set(scores.map((s) => s.seed))];
+  const out: string[] = [`phantom benchmark: ${c.phantom.train} train / ${c.phantom.test} test, ${c.preset} preset, seeds ${seeds.join(', ')} (mean ± std, %; metric variant ${c.eval.variant})`];
+  for (const t of tables) {
+    out.push('', `### ${TITLES[t]}`, '', '| Method | Open (recall) | Closed (accuracy) | train rewards/accuracies (explicit / implicit) |', '| --- | ---: | ---: | ---: |');
+    for (const v of rows[t]) {
+      const mine = scores.filter((s) => s.key === v.key);
+      const acc = v.loss === 'sft' ? '–' : `${cell(mine.map((s) => s.explicitAccuracy ?? null))} / ${cell(mine.map((s) => s.implicitAccuracy ?? null))}`;
+      out.push(`| ${v.label} | ${cell(mine.map((s) => s.open))} | ${cell(mine.map((s) => s.closed))} | ${acc} |`);
+    }
+  }
+  return out.join('\n');
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new HscrError(`${file}: not a readable JSON config (${(e as Error).message})`, 'E_CONFIG', file);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new HscrError(`${file}: must hold a JSON object`, 'E_CONFIG', raw);
+  return raw as Record<string, unknown>;
+}
+
+/** Runs (or continues) the ablation and returns the scores and the printed tables. */
+export async function runAblation(o: AblationOptions): Promise<AblationResult> {
+  const raw = o.config ?? (o.configFile ? readConfigFile(o.configFile) : {});
+  const c = resolveAblationConfig(raw, o.configFile);
+  const tables = (o.only ?? c.tables) as TableName[];
+  if (!tables.every((t) => TABLE_NAMES.includes(t))) throw new HscrError(`--only must list some of ${TABLE_NAMES.join(', ')}`, 'E_ARG', o.only);
+  const root = path.resolve(o.outDir ?? c.out);
+  const log = o.log ?? ((line: string) => (o.quiet ? undefined : process.stderr.write(`ablate: ${line}\n`)));
+  const files = await ensurePhantom(c, root);
+  const testRecords = (await loadDataset(files.test, { format: 'hscr' })).records;
+  const rows = tableRows(c);
+  const variants = [...new Map(tables.flatMap((t) => rows[t]).map((v) => [v.key, v])).values()];
+  const scores: VariantScore[] = [];
+  for (const seed of c.seeds) {
+    const ctx: SeedContext = { c, seed, dir: path.join(root, `seed-${seed}`), data: { ...files, testRecords }, quiet: o.quiet ?? false, log };
+    const sftModel = await ensureSft(ctx);
+    for (const v of variants) scores.push(await scoreVariant(ctx, sftModel, v));
+    fs.writeFileSync(path.join(root, 'ablation.json'), `${JSON.stringify({ config: c, scores }, null, 2)}\n`);
+  }
+  const report = formatAblation(c, tables, scores);
+  fs.writeFileSync(path.join(root, 'ablation.md'), `${report}\n`);
+  return { config: c, scores, report };
+}
