@@ -31,3 +31,28 @@ export {
 } from './train/mlpo';
 export { launchWorkers, initDistributed, distEnvFrom, type DistContext, type LaunchOptions } from './train/launcher';
 export { runAblation, type AblationConfig, type AblationResult } from './train/ablate';
+
+// Model: the native VLM, its config/checkpoint layouts, tokenizer, template and image preprocessing.
+export { VisionLanguageModel, keptVisualTokens, type Batch, type BatchRow, type PerturbKind, type GenerateOptions as ModelGenerateOptions } from './model/vlm';
+export { loadModelBundle, batchOf, generateAnswers, encodeRecord, type ModelBundle } from './model/bundle';
+export { readModelConfig, writeModelConfig, type ModelConfig } from './model/config';
+export { presetConfig, parameterCount, type PresetName } from './model/presets';
+export { loadTokenizer, HscrTokenizer } from './model/tokenizer';
+export { encodeExample, renderConversation } from './model/template';
+export { loadImages, preprocessImage, readPreprocessing } from './model/image';
+export { readSafetensors, writeSafetensors, safetensorsKeys } from './model/safetensors';
+export { loadPredictor } from './model/predictor';
+
+// Data: the phantom benchmark and the real benchmarks' loaders.
+export { generatePhantom, phantomCorpus, loadDataset, type VqaRecord } from './data';
+
+// HSCR preference data (§3.1) and re-ranking (§3.2).
+export { contrastiveScores, modelContrastive } from './generate/contrastive';
+export { generatePreferences, generateFile } from './generate/pipeline';
+export { buildDispreferred } from './generate/dispreferred';
+export { rerank, rerankFile } from './rerank/rerank';
+export { corleyMihalcea, idfFromCorpus, embeddingWordSimilarity } from './rerank/similarity';
+
+// Evaluation as LLaVA-Med does it.
+export { evaluate } from './eval/run';
+export { scorePredictions } from './eval/metrics';
