@@ -8,6 +8,7 @@ import { PLAUSIBILITY_RULES, type PlausibilityRule, type ViewLayout } from '../g
 import type { ReplacementSchedule } from '../generate/dispreferred';
 import { generateFile, type GenerateCounts, type GenerateMode } from '../generate/pipeline';
 import type { DType } from '../native';
+import { choice, integer, number } from './options';
 
 interface GenerateCliOptions {
   model: string;
@@ -31,33 +32,6 @@ interface GenerateCliOptions {
   device?: string;
   dtype?: DType;
   quiet?: boolean;
-}
-
-function integer(flag: string, min: number): (raw: string) => number {
-  return (raw) => {
-    const value = Number(raw);
-    if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(value) || value < min) {
-      throw new HscrError(`${flag} must be an integer ≥ ${min}, got "${raw}"`, 'E_ARG', raw);
-    }
-    return value;
-  };
-}
-
-function number(flag: string, min: number, max: number): (raw: string) => number {
-  return (raw) => {
-    const value = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
-      throw new HscrError(`${flag} must be a number in [${min}, ${max}], got "${raw}"`, 'E_ARG', raw);
-    }
-    return value;
-  };
-}
-
-function choice<T extends string>(flag: string, allowed: readonly T[]): (raw: string) => T {
-  return (raw) => {
-    if (!(allowed as readonly string[]).includes(raw)) throw new HscrError(`${flag} must be one of ${allowed.join(', ')}, got "${raw}"`, 'E_ARG', raw);
-    return raw as T;
-  };
 }
 
 /** The summary `hscr generate` prints. */

@@ -10,17 +10,8 @@ import { PRESET_NAMES, parameterCount, type PresetName } from '../model/presets'
 import { corpusWords } from '../model/tokenizer';
 import { VisionLanguageModel, type PerturbKind } from '../model/vlm';
 import { createProgress } from '../util/progress';
+import { integer, number } from './options';
 
-const int = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new HscrError(`expected an integer, got "${v}"`, 'E_ARG', v);
-  return n;
-};
-const num = (v: string) => {
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new HscrError(`expected a number, got "${v}"`, 'E_ARG', v);
-  return n;
-};
 
 export interface InitOptions {
   preset: PresetName;
@@ -99,7 +90,7 @@ export function registerModelCommands(program: Command): void {
     .description('write a randomly initialised model (config, safetensors weights, tokenizer, preprocessor config)')
     .requiredOption('--preset <name>', `model size: ${PRESET_NAMES.join(' | ')}`)
     .requiredOption('--out <dir>', 'output folder')
-    .option('--seed <n>', 'initialisation seed', int, 0)
+    .option('--seed <n>', 'initialisation seed', integer('--seed', 0), 0)
     .option('--corpus <file>', 'text whose words make the tiny preset\'s tokenizer (default: the phantom benchmark\'s words)')
     .option('--tokenizer <dir>', 'take tokenizer.json from this folder (small preset default: Mistral-7B\'s)')
     .option('--layout <layout>', 'checkpoint layout: llava-hf | llava-med', 'llava-hf')
@@ -115,9 +106,9 @@ export function registerModelCommands(program: Command): void {
     .requiredOption('--model <dir>', 'model folder')
     .requiredOption('--data <file>', 'records {id, image, question, answer} (JSONL or any supported benchmark format)')
     .option('--perturb <kind>', 'visual perturbation: none | token | pixel | patch | latent', 'none')
-    .option('--ratio <r>', 'share of visual units dropped', num, 0.7)
-    .option('--seed <n>', 'perturbation seed', int, 0)
-    .option('--batch <n>', 'records per forward pass', int, 8)
+    .option('--ratio <r>', 'share of visual units dropped', number('--ratio', 0, 1), 0.7)
+    .option('--seed <n>', 'perturbation seed', integer('--seed', 0), 0)
+    .option('--batch <n>', 'records per forward pass', integer('--batch', 1), 8)
     .option('--json', 'JSON lines (the only output format; kept for scripts that pass it)')
     .option('--quiet', 'no progress bar')
     .action(async (o: LogprobsOptions) => {

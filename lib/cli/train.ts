@@ -14,31 +14,7 @@ import { distEnvFrom, launchWorkers, stripLauncherFlags } from '../train/launche
 import { runMlpo } from '../train/mlpo';
 import { runSft } from '../train/sft';
 import { finalAdapterDir, finalModelDir } from '../train/loop';
-
-function integer(flag: string, min: number): (raw: string) => number {
-  return (raw) => {
-    const value = Number(raw);
-    if (!/^\s*\d+\s*$/.test(raw) || !Number.isSafeInteger(value) || value < min) throw new HscrError(`${flag} must be an integer ≥ ${min}, got "${raw}"`, 'E_ARG', raw);
-    return value;
-  };
-}
-
-function number(flag: string, min: number, max = Infinity): (raw: string) => number {
-  return (raw) => {
-    const value = Number(raw);
-    if (raw.trim() === '' || !Number.isFinite(value) || value < min || value > max) {
-      throw new HscrError(`${flag} must be a number in [${min}, ${max}], got "${raw}"`, 'E_ARG', raw);
-    }
-    return value;
-  };
-}
-
-function choice<T extends string>(flag: string, allowed: readonly T[]): (raw: string) => T {
-  return (raw) => {
-    if (!(allowed as readonly string[]).includes(raw)) throw new HscrError(`${flag} must be one of ${allowed.join(', ')}, got "${raw}"`, 'E_ARG', raw);
-    return raw as T;
-  };
-}
+import { choice, integer, number } from './options';
 
 function nameList(flag: string): (raw: string) => string[] {
   return (raw) => {
