@@ -3,9 +3,9 @@
  * preprocessing, and the one place where records become batches (prompt ids, answer ids, pixels).
  */
 import { HscrError } from '../errors';
-import { tensor } from '../tensor';
 import type { DType } from '../native';
-import { readPreprocessing, loadImages, type ImagePreprocessing } from './image';
+import { readPreprocessing, type ImagePreprocessing } from './image';
+import { PixelCache } from './pixel-cache';
 import { encodeExample } from './template';
 import { loadTokenizer, type HscrTokenizer } from './tokenizer';
 import { VisionLanguageModel, type Batch, type BatchRow, type GenerateOptions } from './vlm';
@@ -49,15 +49,9 @@ export function encodeRecord(bundle: ModelBundle, r: { question: string; answer?
   return encodeExample({ question: r.question, answer: r.answer }, bundle.tokenizer, bundle.model.config);
 }
 
-/**
- * Pixels for the distinct images of `paths` (decoded once each) and, for every path, its index in them.
- */
-export async function loadBatchImages(bundle: ModelBundle, paths: readonly string[]): Promise<{ pixels: Batch['pixels']; index: number[] }> {
-  const unique = [...new Set(paths)];
-  const at = new Map(unique.map((p, i) => [p, i] as const));
-  const data = await loadImages(unique, bundle.preprocessing);
-  const size = bundle.model.config.vision.imageSize;
-  return { pixels: tensor(data, [unique.length, 3, size, size]), index: paths.map((p) => at.get(p) as number) };
+/** Pixels for the distinct images of `paths` (decoded once each) and, for every path, its index in them. */
+export function loadBatchImages(bundle: ModelBundle, paths: readonly string[]): Promise<{ pixels: Batch['pixels']; index: number[] }> {
+  return new PixelCache(bundle.preprocessing, bundle.model.config.vision.imageSize, 0).batch(paths);
 }
 
 /** A teacher-forcing batch: one row per record (answer = the record's answer). */
