@@ -42,8 +42,8 @@ function checkpointError(t: TapTest, fn: () => unknown, ...fragments: string[]):
 
 t.test('expectedParameters: shapes follow the config (GQA k/v, patch grid + CLS, untied head)', async (t) => {
   const byName = new Map(expectedParameters(tiny).map((p) => [p.name, p.shape]));
-  t.same(byName.get('vision_tower.vision_model.embeddings.patch_embedding.weight'), [64, 3, 8, 8]);
-  t.same(byName.get('vision_tower.vision_model.embeddings.position_embedding.weight'), [65, 64], '(64/8)² patches + CLS');
+  t.same(byName.get('vision_tower.vision_model.embeddings.patch_embedding.weight'), [64, 3, 16, 16]);
+  t.same(byName.get('vision_tower.vision_model.embeddings.position_embedding.weight'), [17, 64], '(64/16)² patches + CLS');
   t.same(byName.get('vision_tower.vision_model.encoder.layers.1.mlp.fc1.weight'), [256, 64]);
   t.same(byName.get('multi_modal_projector.linear_1.weight'), [128, 64]);
   t.same(byName.get('multi_modal_projector.linear_2.weight'), [128, 128]);

@@ -52,7 +52,10 @@ function tiny(o: PresetOptions): ModelConfig {
       numLayers: 2,
       numHeads: 4,
       imageSize: 64,
-      patchSize: 8,
+      // 16-px patches: 16 visual tokens instead of 64 make every step about twice as fast, so the demo's SFT can
+      // see 16k samples in its time budget — what it takes before a model trained from scratch answers from the
+      // pixels (closed 62% vs 55% at 8 px in the same time). A phantom lesion (radius ≥ 4 px) still fits a patch.
+      patchSize: 16,
       numChannels: 3,
       layerNormEps: 1e-5,
       hiddenAct: 'quick_gelu',
