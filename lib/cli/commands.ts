@@ -12,11 +12,12 @@ import { registerDemoCommands } from './demo';
 
 /** One line per stage; each module adds its sub-commands to the program. */
 export function registerCommands(program: Command): void {
+  // In pipeline order, as `hscr --help` lists them.
   registerDoctorCommands(program);
+  registerModelCommands(program);
+  registerDataCommands(program);
   registerGenerateCommands(program);
   registerRerankCommands(program);
-  registerDataCommands(program);
-  registerModelCommands(program);
   registerTrainCommands(program);
   registerEvalCommands(program, (model, adapter) => loadPredictor(model, adapter, { loadAdapter: applyAdapter }));
   registerDemoCommands(program);
