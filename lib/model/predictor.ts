@@ -1,11 +1,13 @@
 /** The predictor `hscr eval` drives: a model bundle answering batches of questions by greedy generation. */
+import { HscrError } from '../errors';
 import type { Predictor } from '../eval/run';
+import type { VisionLanguageModel } from './vlm';
 import { disposeBundle, generateAnswers, loadModelBundle, type LoadBundleOptions } from './bundle';
 
 export interface PredictorOptions extends LoadBundleOptions {
   maxNewTokens?: number;
   /** Loads a LoRA adapter (PEFT folder) into the bundle's model; lib/train provides it. */
-  loadAdapter?: (model: import('./vlm').VisionLanguageModel, adapterDir: string) => Promise<void>;
+  loadAdapter?: (model: VisionLanguageModel, adapterDir: string) => Promise<void>;
 }
 
 export async function loadPredictor(
@@ -15,8 +17,13 @@ export async function loadPredictor(
 ): Promise<Predictor & { dispose(): void }> {
   const bundle = await loadModelBundle(modelDir, options);
   if (adapterDir) {
-    if (!options.loadAdapter) throw new Error('loading an adapter needs options.loadAdapter');
-    await options.loadAdapter(bundle.model, adapterDir);
+    try {
+      if (!options.loadAdapter) throw new HscrError('loading an adapter needs options.loadAdapter (lib/train/adapter applyAdapter)', 'E_ARG', adapterDir);
+      await options.loadAdapter(bundle.model, adapterDir);
+    } catch (e) {
+      disposeBundle(bundle);
+      throw e;
+    }
   }
   const predict = ((batch: { id: string; image: string; question: string }[]) =>
     generateAnswers(bundle, batch, { maxNewTokens: options.maxNewTokens ?? 32 })) as Predictor;
