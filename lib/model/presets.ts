@@ -43,6 +43,16 @@ export function defaultMistralTokenizerDir(): string {
   return path.resolve(PACKAGE_ROOT, '../shared/models/mistral-7b-tokenizer');
 }
 
+/** The special-token ids both presets take from the tokenizer. */
+function tokenIds(o: PresetOptions): Pick<ModelConfig['text'], 'bosTokenId' | 'eosTokenId' | 'padTokenId'> {
+  return { bosTokenId: o.bosTokenId ?? 1, eosTokenId: o.eosTokenId ?? 2, padTokenId: o.padTokenId === undefined ? null : o.padTokenId };
+}
+
+/** How both presets join vision and text: LLaVA-Med 1.5's choices (penultimate layer, patch tokens, Mistral chat). */
+function llavaWiring(o: PresetOptions): Pick<ModelConfig, 'selectLayer' | 'selectFeature' | 'imageTokenIndex' | 'template'> {
+  return { selectLayer: -2, selectFeature: 'patch', imageTokenIndex: o.imageTokenIndex ?? LLAVA_IMAGE_TOKEN_INDEX, template: 'mistral_instruct' };
+}
+
 function tiny(o: PresetOptions): ModelConfig {
   return {
     architecture: 'llava-hf',
@@ -74,14 +84,9 @@ function tiny(o: PresetOptions): ModelConfig {
       slidingWindow: o.slidingWindow === undefined ? 4096 : o.slidingWindow,
       tieWordEmbeddings: false,
       maxPositionEmbeddings: 4096,
-      bosTokenId: o.bosTokenId ?? 1,
-      eosTokenId: o.eosTokenId ?? 2,
-      padTokenId: o.padTokenId === undefined ? null : o.padTokenId,
+      ...tokenIds(o),
     },
-    selectLayer: -2,
-    selectFeature: 'patch',
-    imageTokenIndex: o.imageTokenIndex ?? LLAVA_IMAGE_TOKEN_INDEX,
-    template: 'mistral_instruct',
+    ...llavaWiring(o),
   };
 }
 
@@ -114,14 +119,9 @@ function small(o: PresetOptions): ModelConfig {
       slidingWindow: o.slidingWindow === undefined ? null : o.slidingWindow,
       tieWordEmbeddings: true,
       maxPositionEmbeddings: 32768,
-      bosTokenId: o.bosTokenId ?? 1,
-      eosTokenId: o.eosTokenId ?? 2,
-      padTokenId: o.padTokenId === undefined ? null : o.padTokenId,
+      ...tokenIds(o),
     },
-    selectLayer: -2,
-    selectFeature: 'patch',
-    imageTokenIndex: o.imageTokenIndex ?? LLAVA_IMAGE_TOKEN_INDEX,
-    template: 'mistral_instruct',
+    ...llavaWiring(o),
   };
 }
 
