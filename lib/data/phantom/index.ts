@@ -12,18 +12,25 @@ import { Rng, mixSeed } from '../prng';
 import { drawItem, allQuestionTexts, FAMILY_NAMES, familyAnswers } from './questions';
 import { renderScene } from './render';
 import { allSceneSkeletons, describeScene, sampleScene } from './scene';
+import { drawInstruction, instructionWords, type InstructionSplit } from './instruct';
 
 export * from './scene';
 export { renderScene } from './render';
 export { FAMILY_NAMES, familyAnswers, type FamilyName } from './questions';
+export * from './instruct';
 
-export type PhantomSplit = 'train' | 'test';
+/** VQA splits (train/val/test) and instruction splits (instruct-train/-val/-test). */
+export type PhantomSplit = 'train' | 'val' | 'test' | 'instruct-train' | 'instruct-val' | 'instruct-test';
 
 export interface PhantomOptions {
   /** Folder for images/, train.jsonl, test.jsonl and meta.json. */
   outDir: string;
   train: number;
   test: number;
+  /** VQA validation split (balanced like test), for choosing settings without looking at test (default 0). */
+  val?: number;
+  /** Instruction splits (free-text answers; see instruct.ts), default 0 each. */
+  instruct?: { train?: number; val?: number; test?: number };
   seed: number;
   /** Image width and height in pixels (default 64). */
   size?: number;
@@ -43,12 +50,16 @@ export interface PhantomItem {
 export interface PhantomResult {
   train: VqaRecord[];
   test: VqaRecord[];
+  val: VqaRecord[];
+  instruct: { train: VqaRecord[]; val: VqaRecord[]; test: VqaRecord[] };
   /** Every file written, relative to outDir, in a stable order. */
   files: string[];
 }
 
 export const PHANTOM_DEFAULT_SIZE = 64;
-const SPLIT_CODE: Record<PhantomSplit, number> = { train: 1, test: 2 };
+const SPLIT_CODE: Record<PhantomSplit, number> = { train: 1, test: 2, val: 3, 'instruct-train': 4, 'instruct-val': 5, 'instruct-test': 6 };
+export const INSTRUCTION_FAMILY = 'instruction';
+export const INSTRUCTION_DATASET = 'phantom-instruct';
 
 function checkInt(name: string, v: number, lo: number, hi: number): void {
   if (!Number.isInteger(v) || v < lo || v > hi) throw new HscrError(`${name} must be an integer in [${lo}, ${hi}], got ${v}`, 'E_ARG', v);
@@ -57,6 +68,8 @@ function checkInt(name: string, v: number, lo: number, hi: number): void {
 function checkOptions(o: PhantomOptions): void {
   checkInt('train', o.train, 0, 10_000_000);
   checkInt('test', o.test, 0, 10_000_000);
+  checkInt('val', o.val ?? 0, 0, 10_000_000);
+  for (const k of ['train', 'val', 'test'] as const) checkInt(`instruct.${k}`, o.instruct?.[k] ?? 0, 0, 10_000_000);
   checkInt('seed', o.seed, 0, 0xffffffff);
   checkInt('size', o.size ?? PHANTOM_DEFAULT_SIZE, 16, 1024);
   if (o.priorBias !== undefined && !(o.priorBias >= 0 && o.priorBias <= 1)) {
@@ -70,6 +83,7 @@ function checkOptions(o: PhantomOptions): void {
  * written JSONL is the same wherever the folder lies. The test split is always balanced.
  */
 export function phantomItems(split: PhantomSplit, n: number, seed: number, size = PHANTOM_DEFAULT_SIZE, priorBias?: number): PhantomItem[] {
+  if (split.startsWith('instruct-')) return instructionItems(split.slice('instruct-'.length) as InstructionSplit, n, seed, size);
   const bias = split === 'train' ? priorBias : undefined;
   const items: PhantomItem[] = [];
   for (let i = 0; i < n; i++) {
@@ -88,6 +102,32 @@ export function phantomItems(split: PhantomSplit, n: number, seed: number, size 
         dataset: 'phantom',
         modality: drawn.scene.modality,
         family: drawn.family,
+        scene: drawn.scene,
+      },
+    });
+  }
+  return items;
+}
+
+/** Instruction items: free-text answers about the scene (family 'instruction', dataset 'phantom-instruct'). */
+function instructionItems(split: InstructionSplit, n: number, seed: number, size: number): PhantomItem[] {
+  const items: PhantomItem[] = [];
+  for (let i = 0; i < n; i++) {
+    const itemSeed = mixSeed(seed, SPLIT_CODE[`instruct-${split}`], i);
+    const rng = new Rng(itemSeed);
+    const drawn = drawInstruction(rng, split, size);
+    const id = `instruct-${split}-${String(i).padStart(5, '0')}`;
+    items.push({
+      renderSeed: mixSeed(itemSeed, 7),
+      record: {
+        id,
+        image: `images/${id}.png`,
+        question: drawn.question,
+        answer: drawn.answer,
+        answer_type: 'open',
+        dataset: INSTRUCTION_DATASET,
+        modality: drawn.scene.modality,
+        family: INSTRUCTION_FAMILY,
         scene: drawn.scene,
       },
     });
@@ -121,20 +161,35 @@ function jsonl(records: VqaRecord[]): string {
 export async function generatePhantom(opts: PhantomOptions): Promise<PhantomResult> {
   checkOptions(opts);
   const size = opts.size ?? PHANTOM_DEFAULT_SIZE;
-  const train = phantomItems('train', opts.train, opts.seed, size, opts.priorBias);
-  const test = phantomItems('test', opts.test, opts.seed, size);
+  const split = (name: PhantomSplit, n: number) => phantomItems(name, n, opts.seed, size, opts.priorBias);
+  const parts: [PhantomSplit, PhantomItem[]][] = [
+    ['train', split('train', opts.train)],
+    ['test', split('test', opts.test)],
+    ['val', split('val', opts.val ?? 0)],
+    ['instruct-train', split('instruct-train', opts.instruct?.train ?? 0)],
+    ['instruct-val', split('instruct-val', opts.instruct?.val ?? 0)],
+    ['instruct-test', split('instruct-test', opts.instruct?.test ?? 0)],
+  ];
+  // Splits that were not asked for are not written, so a folder made before they existed reads the same.
+  const written = parts.filter(([name, items]) => items.length > 0 || name === 'train' || name === 'test');
   const outDir = path.resolve(opts.outDir);
   await fsp.mkdir(path.join(outDir, 'images'), { recursive: true });
-  const total = train.length + test.length;
+  const all = written.flatMap(([, items]) => items);
   let done = 0;
-  await writeImages(outDir, [...train, ...test], opts.concurrency ?? 4, () => opts.onProgress?.(++done, total));
-  const meta = { generator: 'hscr phantom', version: 1, seed: opts.seed, train: opts.train, test: opts.test, size, priorBias: opts.priorBias ?? null };
-  await fsp.writeFile(path.join(outDir, 'train.jsonl'), jsonl(train.map((i) => i.record)));
-  await fsp.writeFile(path.join(outDir, 'test.jsonl'), jsonl(test.map((i) => i.record)));
+  await writeImages(outDir, all, opts.concurrency ?? 4, () => opts.onProgress?.(++done, all.length));
+  const extra = opts.val || opts.instruct ? { val: opts.val ?? 0, instruct: { train: opts.instruct?.train ?? 0, val: opts.instruct?.val ?? 0, test: opts.instruct?.test ?? 0 } } : {};
+  const meta = { generator: 'hscr phantom', version: 1, seed: opts.seed, train: opts.train, test: opts.test, ...extra, size, priorBias: opts.priorBias ?? null };
+  for (const [name, items] of written) await fsp.writeFile(path.join(outDir, `${name}.jsonl`), jsonl(items.map((i) => i.record)));
   await fsp.writeFile(path.join(outDir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
-  const absolute = (items: PhantomItem[]) => items.map((i) => ({ ...i.record, image: path.join(outDir, i.record.image) }));
-  const files = ['meta.json', 'test.jsonl', 'train.jsonl', ...[...train, ...test].map((i) => i.record.image)];
-  return { train: absolute(train), test: absolute(test), files };
+  const absolute = (name: PhantomSplit) => (parts.find(([n]) => n === name)?.[1] ?? []).map((i) => ({ ...i.record, image: path.join(outDir, i.record.image) }));
+  const files = ['meta.json', ...written.map(([name]) => `${name}.jsonl`).sort(), ...all.map((i) => i.record.image)];
+  return {
+    train: absolute('train'),
+    test: absolute('test'),
+    val: absolute('val'),
+    instruct: { train: absolute('instruct-train'), val: absolute('instruct-val'), test: absolute('instruct-test') },
+    files,
+  };
 }
 
 export interface PhantomCorpus {
@@ -152,7 +207,7 @@ export function phantomCorpus(): PhantomCorpus {
   for (const f of FAMILY_NAMES) for (const a of familyAnswers(f)) answers.add(a);
   for (const s of allSceneSkeletons()) answers.add(describeScene(s));
   const questions = allQuestionTexts();
-  const words = new Set<string>();
+  const words = new Set<string>(instructionWords());
   for (const t of [...questions, ...answers]) for (const w of t.replace(/([?.])/g, ' $1 ').split(/\s+/)) if (w) words.add(w);
   return { questions: questions.sort(), answers: [...answers].sort(), words: [...words].sort() };
 }
