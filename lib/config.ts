@@ -9,6 +9,11 @@ export const HSCR_DEFAULTS = {
   beta: 0.9,
   /** §3.1: number of modality-coupled ("sensitive") token positions. */
   topN: 10,
+  /**
+   * §3.1 reading: a sensitive position must have a positive shift log p(y_t|i) − log p(y_t|i') (the image
+   * props the token up); the top n are taken among those only, so fewer than n when fewer qualify.
+   */
+  positiveShiftsOnly: true,
   /** §3.1: dispreferred answers generated per sample (the paper leaves k open; see lib/generate). */
   k: 6,
   /**

@@ -204,3 +204,13 @@ t.test('generated output through re-ranking: every ranked list keeps y_w, ≤ n 
   t.equal(counts.shortfall, ranked.filter((r) => r.rejected.length < 3).length);
   t.ok(counts.keptHistogram[3] > 0 && counts.keptHistogram.length >= 3, `kept per sample ${JSON.stringify(counts.keptHistogram)}`);
 });
+
+t.test('screened replacement tokens are never used; positive shifts only', async (t) => {
+  const out = kernel([1, 2, 3], [2, 0], [[10, 11], [20, 21]]);
+  const answers = buildDispreferred(out, toyDecode, toyText, { k: 4, schedule: 'spread', usable: (id) => id !== 10 && id !== 20 });
+  t.same(answers.map((a) => a.text), ['t1 t2 t11', 't21 t2 t11']);
+  t.notOk(answers.some((a) => a.replacements.some((r) => r.toId === 10 || r.toId === 20)));
+  const { positiveShifts } = await import('../lib/generate/pipeline');
+  const row = { positions: [4, 1, 2], shifts: [0.5, 0, -0.2], candidates: [[7], [8], [9]], scores: [[1], [2], [3]], tokenShifts: [], targetContrastive: [] };
+  t.same(positiveShifts(row), { ...row, positions: [4], shifts: [0.5], candidates: [[7]], scores: [[1]] });
+});

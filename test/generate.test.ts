@@ -73,7 +73,7 @@ t.test('generate: y_w unchanged, ≤ n replacements per y_l, all at sensitive po
   for (const p of prefs) {
     t.equal(p.chosen, answers.get(p.id), `${p.id}: y_w unchanged`);
     const sensitive = new Set(p.sensitive.map((s) => s.position));
-    t.ok(p.sensitive.length <= N && p.sensitive.length > 0, `${p.id}: 1..n sensitive positions`);
+    t.ok(p.sensitive.length <= N && p.sensitive.every((s) => s.shift > 0), `${p.id}: at most n sensitive positions, each with a positive shift`);
     t.ok(p.sensitive.every((s) => /[\p{L}\p{N}]/u.test(s.token) && s.token === p.tokens[s.position]), `${p.id}: sensitive tokens are words of y_w`);
     t.ok(p.candidates.length <= K, `${p.id}: at most k answers`);
     t.equal(new Set([p.chosen, ...p.candidates.map((c) => c.text)]).size, p.candidates.length + 1, `${p.id}: answers differ from y_w and each other`);

@@ -18,6 +18,17 @@
  * is the language-prior side of the contrast (the view with the image mostly gone), so the cut is taken
  * there. 'alpha-full' takes it on the full view instead (VCD's own choice: tokens plausible *with* the
  * image), 'none' disables it (for ablations).
+ *
+ * Positions in the dropped view are compacted: the kept visual tokens and the text after them are numbered
+ * 0, 1, 2, … with no gaps (native/vlm.cpp builds positions as arange(sequence length)), so the answer's RoPE
+ * positions in i' are smaller than in i by the number of dropped visual tokens, as they are when LLaVA is
+ * given a shorter image (the paper does not say; keeping the original positions is the other reading).
+ * The drop therefore also moves the text relative to the image; on the tiny preset with 16 visual tokens the
+ * shift is ≤ 12 positions.
+ *
+ * The pipeline (lib/generate/pipeline.ts) keeps only sensitive positions with a positive shift
+ * (HSCR_DEFAULTS.positiveShiftsOnly) and screens replacement tokens as it screens positions (no special,
+ * punctuation or byte tokens).
  */
 import { HSCR_DEFAULTS } from '../config';
 import { HscrError } from '../errors';

@@ -26,6 +26,12 @@ export interface DispreferredOptions {
   /** Number of dispreferred answers wanted (paper's k). */
   k: number;
   schedule?: ReplacementSchedule;
+  /**
+   * Which replacement tokens may be used (default: all). The pipeline passes the same screen as for the
+   * sensitive positions: no special tokens and no tokens without a letter or digit ("!", "=", "~"), whose
+   * swap changes how an answer reads, not what it says about the image.
+   */
+  usable?: (id: number) => boolean;
 }
 
 /** How many of the n sensitive positions y_l_i (i = 1..k) replaces. */
@@ -78,11 +84,11 @@ interface Slot {
   scores: number[];
 }
 
-function buildSlots(out: KernelOutput, tokenText: (id: number) => string): Slot[] {
+function buildSlots(out: KernelOutput, tokenText: (id: number) => string, screen: (id: number) => boolean): Slot[] {
   return out.positions.map((position, i) => {
     const fromId = out.answerTokenIds[position];
     const from = tokenText(fromId);
-    const usable = out.candidates[i].flatMap((id, c) => (id !== fromId && tokenText(id) !== from ? [c] : []));
+    const usable = out.candidates[i].flatMap((id, c) => (id !== fromId && tokenText(id) !== from && screen(id) ? [c] : []));
     return { position, fromId, from, usable, ids: out.candidates[i], scores: out.scores[i] };
   });
 }
@@ -132,7 +138,7 @@ export function buildDispreferred(
   checkKernelOutput(kernelOut);
   const n = kernelOut.positions.length;
   if (n === 0) return [];
-  const slots = buildSlots(kernelOut, tokenText);
+  const slots = buildSlots(kernelOut, tokenText, opts.usable ?? (() => true));
   const seen = new Set([decode(kernelOut.answerTokenIds)]);
   const answers: Candidate[] = [];
   for (let i = 1; i <= k; i++) {

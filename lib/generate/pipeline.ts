@@ -30,6 +30,8 @@ export interface GenerateOptions extends Omit<ModelContrastiveOptions, 'debugLog
   batchSize?: number;
   /** The first `limit` records of the input are used (default HSCR_DEFAULTS.samples). */
   limit?: number;
+  /** Keep only sensitive positions whose shift is > 0 (default HSCR_DEFAULTS.positiveShiftsOnly). */
+  positiveShiftsOnly?: boolean;
   quiet?: boolean;
   progressStream?: NodeJS.WritableStream & { isTTY?: boolean };
 }
@@ -69,12 +71,39 @@ const NO_WORD = /^[\s\p{P}\p{S}]*$/u;
  * answer reads, not what it says about the image.
  */
 export function eligibleMask(tokenizer: HscrTokenizer, answerIds: readonly number[]): number[] {
+  const word = wordTokenScreen(tokenizer);
+  return answerIds.map((id) => (word(id) ? 1 : 0));
+}
+
+/**
+ * True for tokens that carry a word: not special, not punctuation/whitespace/byte pieces. The same screen
+ * serves the sensitive positions (eligibleMask) and the replacement tokens, so that a dispreferred answer
+ * never differs from y_w by a "!" or "=" (a model learns to avoid junk, not to look at the image).
+ */
+export function wordTokenScreen(tokenizer: HscrTokenizer): (id: number) => boolean {
   const special = new Set([tokenizer.bosId, tokenizer.eosId, tokenizer.padId, tokenizer.unkId]);
-  return answerIds.map((id) => {
-    if (special.has(id) || tokenizer.isSpecial(id)) return 0;
-    const text = tokenizer.tokenText(id);
-    return BYTE_TOKEN.test(text) || NO_WORD.test(text.replace(/\u2581/g, '')) ? 0 : 1;
-  });
+  const cache = new Map<number, boolean>();
+  return (id) => {
+    let ok = cache.get(id);
+    if (ok === undefined) {
+      const text = special.has(id) || tokenizer.isSpecial(id) ? '' : tokenizer.tokenText(id);
+      ok = text !== '' && !BYTE_TOKEN.test(text) && !NO_WORD.test(text.replace(/\u2581/g, ''));
+      cache.set(id, ok);
+    }
+    return ok;
+  };
+}
+
+/**
+ * Sensitive positions with a positive shift only (the default): a position where the image makes the token
+ * LESS likely is not modality-coupled in the paper's sense. The kernel returns the top n by shift over all
+ * eligible positions, so on short answers it fills n with image-indifferent tokens; dropping those keeps the
+ * replacements on tokens the image actually props up (fewer than n when fewer have a positive shift).
+ */
+export function positiveShifts(row: ModelContrastiveRow): ModelContrastiveRow {
+  const keep = row.shifts.map((s, i) => (s > 0 ? i : -1)).filter((i) => i >= 0);
+  if (keep.length === row.shifts.length) return row;
+  return { ...row, positions: keep.map((i) => row.positions[i]), shifts: keep.map((i) => row.shifts[i]), candidates: keep.map((i) => row.candidates[i]), scores: keep.map((i) => row.scores[i]) };
 }
 
 /** A sample's drop seed: from the run's seed and the sample id, so batching and resuming never change it. */
@@ -161,7 +190,7 @@ function prefRecord(e: Encoded, row: ModelContrastiveRow, candidates: Candidate[
 
 function dispreferred(e: Encoded, row: ModelContrastiveRow, tokenizer: HscrTokenizer, k: number, schedule: ReplacementSchedule, mode: GenerateMode): Candidate[] {
   const decode = (ids: number[]) => tokenizer.decode(ids, { skipSpecial: true }).trim();
-  const all = buildDispreferred(toKernelOutput(e.answerIds, row), decode, (id) => tokenizer.tokenText(id), { k, schedule });
+  const all = buildDispreferred(toKernelOutput(e.answerIds, row), decode, (id) => tokenizer.tokenText(id), { k, schedule, usable: wordTokenScreen(tokenizer) });
   return mode === 'binary' ? all.slice(-1) : all;
 }
 
@@ -187,7 +216,8 @@ export async function generatePreferences(gen: ModelBundle, records: VqaRecord[]
   try {
     for (let i = 0; i < todo.length; i += batchSize) {
       const chunk = todo.slice(i, i + batchSize);
-      const rows = await scoreChunk(chunk, gen, opts);
+      const positiveOnly = opts.positiveShiftsOnly ?? HSCR_DEFAULTS.positiveShiftsOnly;
+      const rows = (await scoreChunk(chunk, gen, opts)).map((r) => (positiveOnly ? positiveShifts(r) : r));
       for (let j = 0; j < chunk.length; j++) {
         const candidates = dispreferred(chunk[j], rows[j], gen.tokenizer, k, schedule, mode);
         await out.write(prefRecord(chunk[j], rows[j], candidates, gen.tokenizer));
