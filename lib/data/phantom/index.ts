@@ -3,10 +3,11 @@
  * (or, in a training split made with --prior-bias, from the question text — which the balanced test split
  * then catches).
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { HscrError } from '../../errors';
+import { checkOutputFolder, lockOutput, writeFileAtomic } from '../../util/output';
 import type { VqaRecord } from '../types';
 import { Rng, mixSeed } from '../prng';
 import { drawItem, allQuestionTexts, FAMILY_NAMES, familyAnswers } from './questions';
@@ -32,6 +33,8 @@ export interface PhantomOptions {
   /** Images encoded at once (default 4). */
   concurrency?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Replace a dataset already in outDir (default: refuse, E_ARG). */
+  overwrite?: boolean;
 }
 
 export interface PhantomItem {
@@ -106,7 +109,8 @@ async function writeImages(outDir: string, items: PhantomItem[], concurrency: nu
     while (next < items.length) {
       const item = items[next++];
       const scene = item.record.scene!;
-      await fsp.writeFile(path.join(outDir, item.record.image), await encodePng(renderScene(scene, item.renderSeed), scene.size));
+      // Each image whole or not at all: a full disk leaves no cut PNG behind.
+      await writeFileAtomic(path.join(outDir, item.record.image), await encodePng(renderScene(scene, item.renderSeed), scene.size));
       tick();
     }
   };
@@ -117,21 +121,44 @@ function jsonl(records: VqaRecord[]): string {
   return records.map((r) => JSON.stringify(r)).join('\n') + (records.length ? '\n' : '');
 }
 
-/** Writes the benchmark and returns its records with absolute image paths. Same options, same bytes. */
+/** The files that make a folder a phantom dataset (meta.json is written last). */
+const DATASET_FILES = ['meta.json', 'train.jsonl', 'test.jsonl'];
+
+/**
+ * Writes the benchmark and returns its records with absolute image paths. Same options, same bytes. A folder
+ * that already holds a dataset is refused unless `overwrite`; every file is written whole (temp + rename), and
+ * meta.json last, so a folder with meta.json holds a complete dataset. One writer at a time (E_LOCKED).
+ */
 export async function generatePhantom(opts: PhantomOptions): Promise<PhantomResult> {
   checkOptions(opts);
+  checkOutputFolder(opts.outDir);
+  const outDir = path.resolve(opts.outDir);
+  const lock = lockOutput(outDir, 'hscr phantom');
+  try {
+    const existing = DATASET_FILES.filter((f) => existsSync(path.join(outDir, f)));
+    if (existing.length > 0 && !opts.overwrite) {
+      throw new HscrError(`${opts.outDir} already holds a dataset (${existing.join(', ')}): pass --overwrite to replace it, or choose another --out`, 'E_ARG', opts.outDir);
+    }
+    return await writePhantom(opts, outDir);
+  } finally {
+    lock.release();
+  }
+}
+
+async function writePhantom(opts: PhantomOptions, outDir: string): Promise<PhantomResult> {
   const size = opts.size ?? PHANTOM_DEFAULT_SIZE;
   const train = phantomItems('train', opts.train, opts.seed, size, opts.priorBias);
   const test = phantomItems('test', opts.test, opts.seed, size);
-  const outDir = path.resolve(opts.outDir);
+  // A replaced dataset is no dataset until the new meta.json is written.
+  await fsp.rm(path.join(outDir, 'meta.json'), { force: true });
   await fsp.mkdir(path.join(outDir, 'images'), { recursive: true });
   const total = train.length + test.length;
   let done = 0;
   await writeImages(outDir, [...train, ...test], opts.concurrency ?? 4, () => opts.onProgress?.(++done, total));
   const meta = { generator: 'hscr phantom', version: 1, seed: opts.seed, train: opts.train, test: opts.test, size, priorBias: opts.priorBias ?? null };
-  await fsp.writeFile(path.join(outDir, 'train.jsonl'), jsonl(train.map((i) => i.record)));
-  await fsp.writeFile(path.join(outDir, 'test.jsonl'), jsonl(test.map((i) => i.record)));
-  await fsp.writeFile(path.join(outDir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+  await writeFileAtomic(path.join(outDir, 'train.jsonl'), jsonl(train.map((i) => i.record)));
+  await writeFileAtomic(path.join(outDir, 'test.jsonl'), jsonl(test.map((i) => i.record)));
+  await writeFileAtomic(path.join(outDir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
   const absolute = (items: PhantomItem[]) => items.map((i) => ({ ...i.record, image: path.join(outDir, i.record.image) }));
   const files = ['meta.json', 'test.jsonl', 'train.jsonl', ...[...train, ...test].map((i) => i.record.image)];
   return { train: absolute(train), test: absolute(test), files };
