@@ -8,6 +8,7 @@ export type HscrErrorCode =
   | 'E_DTYPE' // a dtype that is not supported here
   | 'E_DEVICE' // a device that is not available
   | 'E_IO' // file system trouble
+  | 'E_LOCKED' // another process is writing the same output
   | 'E_TORCH' // an error raised inside libtorch
   | 'E_DISPOSED' // use of a tensor/model after dispose()
   | 'E_CHECKPOINT' // a malformed or incomplete checkpoint

@@ -112,6 +112,8 @@ t.test('rerankFile: counts, and a killed run resumes to the same file as an unin
   const lines = expected.split('\n');
   const killed = path.join(dir, 'killed.jsonl');
   writeFileSync(killed, `${lines[0]}\n${lines[1]}\n${lines[2].slice(0, 25)}`);
+  // A killed run leaves its fingerprint beside the output, as the uninterrupted one did.
+  writeFileSync(`${killed}.run.json`, readFileSync(`${whole}.run.json`));
   const resumed = await rerankFile(input, killed, { quiet: true });
   t.equal(resumed.resumed, 2);
   t.equal(resumed.written, 3);
@@ -166,8 +168,14 @@ t.test('hscr rerank: writes ranked.jsonl and prints the counts', async (t) => {
   const ranked = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   t.same(ranked.map((r) => r.rejected.length), [1, 1, 1, 0, 1]);
   t.equal(ranked[1].rejected[0].text, 'maybe', 'of two equally unlike answers, the later one');
-  const again = await cli(['--in', path.join(dir, 'prefs.jsonl'), '--out', out, '--quiet', '--j', '2', '--min-gap', '0.05']);
-  t.match(again, /5 already in .*, 0 written/);
+  const same = await cli(['--in', path.join(dir, 'prefs.jsonl'), '--out', out, '--mode', 'binary', '--quiet']);
+  t.match(same, /5 already in .*, 0 written/);
+  // Other settings would mix two rankings in one file: refused, unless the user starts over.
+  const before = readFileSync(out, 'utf8');
+  await t.rejects(cli(['--in', path.join(dir, 'prefs.jsonl'), '--out', out, '--quiet', '--j', '2', '--min-gap', '0.05']), { code: 'E_DATA', message: /made by another run \(j: 3 when it was written, 2 now\)/ });
+  t.equal(readFileSync(out, 'utf8'), before, 'refused resume leaves the output as it was');
+  const again = await cli(['--in', path.join(dir, 'prefs.jsonl'), '--out', out, '--quiet', '--j', '2', '--min-gap', '0.05', '--overwrite']);
+  t.match(again, /0 already in .*, 5 written/);
 });
 
 t.test('hscr rerank: bad arguments are E_ARG; a missing --model folder is E_IO; nothing is written', async (t) => {

@@ -3,10 +3,13 @@
  * OpenAI-compatible endpoint) and `hscr eval` (batched generation with a model, then scoring). `eval` is
  * registered only when a predictor loader is passed in, so this file builds before the model code exists.
  */
+import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Command } from 'commander';
 import { HscrError } from '../errors';
-import { loadDataset, DATA_FORMATS, type DataFormat } from '../data/loaders';
+import { loadDataset, recordLine, DATA_FORMATS, type DataFormat } from '../data/loaders';
+import type { FitOptions, FitResult } from '../model/context';
+import { checkInputFile, checkOutputFile, folderFingerprint, sha256FileSync } from '../util/output';
 import type { LoadResult } from '../data/types';
 import { checkVariant, scorePredictions, DEFAULT_VARIANT, METRIC_VARIANTS } from '../eval/metrics';
 import { hallucinationRate, type HallucinationReport } from '../eval/hallucination';
@@ -18,7 +21,10 @@ import { createProgress } from '../util/progress';
 import { intArg } from './data';
 
 /** What lib/model/predictor.ts is to provide: a batched answerer for a model (and optional adapter). */
-export type LoadPredictor = (modelDir: string, adapterDir?: string) => Promise<Predictor & { dispose?: () => void | Promise<void> }>;
+export type LoadPredictor = (
+  modelDir: string,
+  adapterDir?: string,
+) => Promise<Predictor & { dispose?: () => void | Promise<void>; fit?<T extends { id: string; question: string }>(records: readonly T[], opts: Omit<FitOptions, 'reserve'>): FitResult<T> }>;
 
 function formatArg(raw: string | undefined): DataFormat | 'auto' {
   const f = raw ?? 'auto';
@@ -134,6 +140,24 @@ interface EvalCliOptions {
   imageReliance?: boolean;
   name?: string;
   quiet?: boolean;
+  truncate?: boolean;
+  overwrite?: boolean;
+}
+
+/**
+ * What makes eval's predictions: a resume with another model, adapter, data or settings is refused. Model and
+ * adapter by content when they are folders (a loader may also take names that are not).
+ */
+function evalFingerprint(o: EvalCliOptions): Record<string, unknown> {
+  const folder = (p: string) => (existsSync(p) && statSync(p).isDirectory() ? folderFingerprint(p) : path.resolve(p));
+  return {
+    model: folder(o.model),
+    adapter: o.adapter ? folder(o.adapter) : null,
+    data: sha256FileSync(o.data),
+    format: o.format ?? 'auto',
+    imageRoot: o.imageRoot ? path.resolve(o.imageRoot) : null,
+    truncate: Boolean(o.truncate),
+  };
 }
 
 function registerEval(program: Command, loadPredictor: LoadPredictor): void {
@@ -150,12 +174,28 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
     .option('--image-root <dir>', 'folder the image names are relative to')
     .option('--image-reliance', 'also answer with a blank image and report the difference')
     .option('--name <name>', 'method name in the table')
+    .option('--truncate', 'shorten questions that do not fit the model\'s context (default: refuse them)')
+    .option('--overwrite', 'start over instead of resuming predictions already in the output')
     .option('--quiet', 'no progress output')
     .action(async (o: EvalCliOptions) => {
       const variant = checkVariant(o.variant);
-      const batchSize = intArg('--batch-size', o.batchSize);
+      const batchSize = intArg('--batch-size', o.batchSize, undefined, 1);
+      // Paths first: a bad --out found after the whole benchmark was answered would waste the run.
+      checkInputFile(o.data, '--data');
+      checkOutputFile(o.out);
+      const fingerprint = evalFingerprint(o);
       const data = await loadDataset(o.data, { format: formatArg(o.format), imageRoot: o.imageRoot });
       const predictor = await loadPredictor(o.model, o.adapter);
+      try {
+        if (predictor.fit) {
+          const fitted = predictor.fit(data.records, { source: o.data, lineOf: (i) => recordLine(data.records[i]), truncate: o.truncate });
+          if (fitted.truncated.length) process.stderr.write(`eval: shortened ${fitted.truncated.length} questions to fit the context (--truncate)\n`);
+          data.records = fitted.records;
+        }
+      } catch (e) {
+        await predictor.dispose?.();
+        throw e;
+      }
       const progress = createProgress({ label: 'eval', total: data.records.length * (o.imageReliance ? 2 : 1), quiet: o.quiet });
       const opts = {
         batchSize,
@@ -164,6 +204,8 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
         resultsFile: o.out,
         name: o.name ?? path.basename(o.adapter ?? o.model),
         onProgress: counter(progress),
+        fingerprint,
+        overwrite: o.overwrite,
       };
       try {
         process.stderr.write(skipLine(o.data, data));

@@ -8,7 +8,7 @@ import { PLAUSIBILITY_RULES, type PlausibilityRule, type ViewLayout } from '../g
 import type { ReplacementSchedule } from '../generate/dispreferred';
 import { generateFile, type GenerateCounts, type GenerateMode } from '../generate/pipeline';
 import type { DType } from '../native';
-import { choice, integer, number } from './options';
+import { choice, integer, number, SEED_MAX } from './options';
 
 interface GenerateCliOptions {
   model: string;
@@ -32,6 +32,8 @@ interface GenerateCliOptions {
   device?: string;
   dtype?: DType;
   quiet?: boolean;
+  truncate?: boolean;
+  overwrite?: boolean;
 }
 
 /** The summary `hscr generate` prints. */
@@ -67,7 +69,10 @@ async function runGenerate(opts: GenerateCliOptions): Promise<void> {
     device: opts.device,
     dtype: opts.dtype,
     quiet: opts.quiet,
+    truncate: opts.truncate,
+    overwrite: opts.overwrite,
   });
+  if (counts.shortened) process.stderr.write(`hscr generate: shortened ${counts.shortened} questions to fit the model's context (--truncate)\n`);
   if (counts.truncated) {
     const { line, bytes } = counts.truncated;
     process.stderr.write(`hscr generate: cut off the partial line ${line} (${bytes} bytes) a killed run left at the end of ${opts.out}\n`);
@@ -89,7 +94,7 @@ export function registerGenerateCommands(program: Command): void {
     .option('--k <n>', 'dispreferred answers per sample', integer('--k', 1), d.k)
     .option('--ratio <x>', 'share of the visual input dropped for the degraded view', number('--ratio', 0, 1), d.dropRatio)
     .option('--perturb <kind>', 'how the degraded view is made: token, pixel, patch, latent', choice('--perturb', ['token', 'pixel', 'patch', 'latent'] as const), 'token' as const)
-    .option('--seed <s>', 'seed of the dropped visual tokens (per sample: mixed with its id)', integer('--seed', 0), 0)
+    .option('--seed <s>', 'seed of the dropped visual tokens (per sample: mixed with its id)', integer('--seed', 0, SEED_MAX), 0)
     .option('--limit <n>', 'use the first n records', integer('--limit', 1), d.samples)
     .option('--batch <n>', 'samples per forward pass (each runs in both views)', integer('--batch', 1), 8)
     .option('--alpha <x>', 'plausibility cut: p(v) ≥ α·max p in the chosen view', number('--alpha', 0, 1), d.plausibilityAlpha)
@@ -100,6 +105,8 @@ export function registerGenerateCommands(program: Command): void {
     .option('--views <layout>', "'joint' (both views in one forward batch) or 'split' (one decoder batch per view, shared image encoding; faster when visual tokens dominate)", choice('--views', ['joint', 'split'] as const), 'joint' as const)
     .option('--device <d>', 'cpu, cuda or cuda:N')
     .option('--dtype <t>', 'float32, bfloat16 or float16', choice('--dtype', ['float32', 'bfloat16', 'float16'] as const))
+    .option('--truncate', "shorten questions that do not fit the model's context (default: refuse them)")
+    .option('--overwrite', 'start over instead of resuming the prefs already in --out')
     .option('--quiet', 'no progress output')
     .action(runGenerate);
 }

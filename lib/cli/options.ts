@@ -1,15 +1,28 @@
 /** Parsers for commander options: a bad value is an E_ARG naming the flag and the value it got. */
 import { HscrError } from '../errors';
 
-export function integer(flag: string, min = -Infinity): (raw: string) => number {
-  return (raw) => {
-    const value = Number(raw);
-    if (!/^\s*-?\d+\s*$/.test(raw) || !Number.isSafeInteger(value) || value < min) {
-      throw new HscrError(`${flag} must be an integer${min > -Infinity ? ` ≥ ${min}` : ''}, got "${raw}"`, 'E_ARG', raw);
-    }
-    return value;
-  };
+/**
+ * An integer in [min, max]. "1e3" and "10.0" are integers too; a value that is an integer but outside the
+ * range ("1e20", "-1") is reported as out of range, not as "not an integer".
+ */
+export function parseInteger(flag: string, raw: string, min = -Infinity, max = Number.MAX_SAFE_INTEGER): number {
+  const value = Number(raw);
+  const range = min > -Infinity ? `[${min}, ${max}]` : `≤ ${max}`;
+  if (raw.trim() === '' || !Number.isFinite(value) || !Number.isInteger(value)) {
+    throw new HscrError(`${flag} must be an integer${min > -Infinity ? ` ≥ ${min}` : ''}, got "${raw}"`, 'E_ARG', raw);
+  }
+  if (value < min || value > max || !Number.isSafeInteger(value)) {
+    throw new HscrError(`${flag} is out of range: must be an integer in ${range}, got "${raw}"`, 'E_ARG', raw);
+  }
+  return value;
 }
+
+export function integer(flag: string, min = -Infinity, max = Number.MAX_SAFE_INTEGER): (raw: string) => number {
+  return (raw) => parseInteger(flag, raw, min, max);
+}
+
+/** Seeds are mixed as 32-bit words: a larger one would be silently folded onto a smaller one. */
+export const SEED_MAX = 0xffffffff;
 
 export function number(flag: string, min = -Infinity, max = Infinity): (raw: string) => number {
   return (raw) => {

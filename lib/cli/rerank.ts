@@ -4,6 +4,7 @@ import { HscrError } from '../errors';
 import { defaultWordSimilarity, rerankFile, type RerankCounts, type RerankMode } from '../rerank/rerank';
 import { embeddingWordSimilarity, type WordSimilarity } from '../rerank/similarity';
 import { loadWordVectors } from '../model/embeddings';
+import { folderFingerprint } from '../util/output';
 
 interface RerankCliOptions {
   in: string;
@@ -13,6 +14,7 @@ interface RerankCliOptions {
   mode: RerankMode;
   model?: string;
   quiet?: boolean;
+  overwrite?: boolean;
 }
 
 function positiveInteger(flag: string): (raw: string) => number {
@@ -54,7 +56,8 @@ async function wordSimilarityFor(modelDir: string | undefined): Promise<WordSimi
 
 async function runRerank(opts: RerankCliOptions): Promise<void> {
   const wordSimilarity = await wordSimilarityFor(opts.model);
-  const counts = await rerankFile(opts.in, opts.out, { j: opts.j, minGap: opts.minGap, mode: opts.mode, wordSimilarity, quiet: opts.quiet });
+  const fingerprint = { model: opts.model ? folderFingerprint(opts.model) : null };
+  const counts = await rerankFile(opts.in, opts.out, { j: opts.j, minGap: opts.minGap, mode: opts.mode, wordSimilarity, quiet: opts.quiet, overwrite: opts.overwrite, fingerprint });
   if (counts.truncated) {
     const { line, bytes } = counts.truncated;
     process.stderr.write(`hscr rerank: cut off the partial line ${line} (${bytes} bytes) a killed run left at the end of ${opts.out}\n`);
@@ -72,6 +75,7 @@ export function registerRerankCommands(program: Command): void {
     .option('--min-gap <x>', 'minimum similarity gap between kept answers', nonNegativeNumber('--min-gap'), HSCR_DEFAULTS.minGap)
     .option('--mode <mode>', "'ranked' (j answers, for MLPO) or 'binary' (the least similar one, for DPO)", rerankMode, 'ranked' as RerankMode)
     .option('--model <dir>', 'words WordNet lacks are compared by this model’s token embeddings (default: exact match)')
+    .option('--overwrite', 'start over instead of resuming the records already in --out')
     .option('--quiet', 'no progress output')
     .action(runRerank);
 }

@@ -54,6 +54,14 @@ async function firstChar(file: string): Promise<string> {
   }
 }
 
+/** The line each loaded record starts on in its file (records are the loaders' own objects). */
+const RECORD_LINES = new WeakMap<VqaRecord, number>();
+
+/** The line a loaded record starts on in its file, for messages about it; undefined for records made elsewhere. */
+export function recordLine(record: VqaRecord): number | undefined {
+  return RECORD_LINES.get(record);
+}
+
 /** Collects records, checking images and ids, and counting skips. */
 class Collector {
   readonly records: VqaRecord[] = [];
@@ -72,6 +80,7 @@ class Collector {
     const earlier = this.ids.get(rec.id);
     if (earlier !== undefined) throw raw.fail(idField, `id "${rec.id}" already used by record ${earlier + 1}`, rec.id);
     this.ids.set(rec.id, raw.index);
+    RECORD_LINES.set(rec, raw.line);
     this.records.push(rec);
   }
 

@@ -9,6 +9,7 @@ import sharp from 'sharp';
 import { HscrError } from '../errors';
 import type { AnswerType, VqaRecord } from '../data/types';
 import { openResumableJsonl } from '../util/jsonl-writer';
+import { lockOutput, writeFileAtomic, type OutputLock } from '../util/output';
 import { hallucinationRate, type HallucinationReport } from './hallucination';
 import { DEFAULT_VARIANT, checkVariant, scorePredictions, type GroupSummary, type MetricVariant, type ScoreReport } from './metrics';
 import { loadPredictions } from './predictions';
@@ -39,6 +40,15 @@ export interface EvaluateOptions {
   imageOverride?: string;
   /** Method name in the table (default 'hscr'). */
   name?: string;
+  /**
+   * What makes the predictions (model, adapter, data hashes, settings): kept beside predictions.jsonl; a
+   * resume whose fingerprint differs is refused (E_DATA) instead of mixing two models' answers in one table.
+   */
+  fingerprint?: Record<string, unknown>;
+  /** Start over: predictions already written (and their fingerprint) are removed first. */
+  overwrite?: boolean;
+  /** Take the results file's lock (default true; false when the caller holds it). */
+  lock?: boolean;
 }
 
 export interface PredictionLine {
@@ -88,13 +98,9 @@ async function predictBatch(predict: Predictor, batch: VqaRecord[], imageOverrid
 
 /** Runs the predictor on the records not yet in predictions.jsonl; returns how many it predicted. */
 async function predictAll(records: VqaRecord[], predict: Predictor, opts: EvaluateOptions, file: string): Promise<{ predicted: number; resumed: number }> {
-  const out = await openResumableJsonl<PredictionLine>(file);
   const known = new Set(records.map((r) => r.id));
-  const stray = [...out.done].find((id) => !known.has(id));
-  if (stray !== undefined) {
-    await out.close();
-    throw new HscrError(`${file} holds predictions for other data (id "${stray}"); use another output folder`, 'E_DATA', stray);
-  }
+  const fingerprint = { command: 'eval', inputs: { ...(opts.fingerprint ?? {}), image: opts.imageOverride === undefined ? 'own' : 'blank' } };
+  const out = await openResumableJsonl<PredictionLine>(file, { fingerprint, overwrite: opts.overwrite, knownIds: known });
   const pending = records.filter((r) => !out.done.has(r.id));
   const resumed = records.length - pending.length;
   let done = resumed;
@@ -135,6 +141,16 @@ function hasDescriptions(records: VqaRecord[]): boolean {
  */
 export async function evaluate(records: VqaRecord[], predict: Predictor, opts: EvaluateOptions): Promise<EvaluationResult> {
   checkOptions(records, opts);
+  const { resultsFile } = outputFiles(opts);
+  const lock = opts.lock === false ? undefined : lockOutput(resultsFile, 'hscr eval');
+  try {
+    return await evaluateLocked(records, predict, opts);
+  } finally {
+    lock?.release();
+  }
+}
+
+async function evaluateLocked(records: VqaRecord[], predict: Predictor, opts: EvaluateOptions): Promise<EvaluationResult> {
   const variant = opts.variant ?? DEFAULT_VARIANT;
   const { resultsFile, predictionsFile } = outputFiles(opts);
   const started = Date.now();
@@ -157,17 +173,16 @@ export async function evaluate(records: VqaRecord[], predict: Predictor, opts: E
     predictionsFile,
     resultsFile,
   };
-  await fsp.mkdir(path.dirname(resultsFile), { recursive: true });
-  await fsp.writeFile(resultsFile, JSON.stringify(result, null, 2) + '\n');
+  await writeFileAtomic(resultsFile, JSON.stringify(result, null, 2) + '\n');
   return result;
 }
 
 /** A uniform grey square PNG: the "blank image" of image reliance. */
 export async function writeBlankImage(file: string, size = 64, level = 0): Promise<string> {
-  await fsp.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-  await sharp({ create: { width: size, height: size, channels: 3, background: { r: level, g: level, b: level } } })
+  const png = await sharp({ create: { width: size, height: size, channels: 3, background: { r: level, g: level, b: level } } })
     .png()
-    .toFile(file);
+    .toBuffer();
+  await writeFileAtomic(path.resolve(file), png);
   return path.resolve(file);
 }
 
@@ -200,12 +215,22 @@ export function relianceOf(real: GroupSummary, blank: GroupSummary): RelianceDel
  */
 export async function evaluateImageReliance(records: VqaRecord[], predict: Predictor, opts: EvaluateOptions & { blankSize?: number }): Promise<ImageRelianceResult> {
   const resultsFile = path.resolve(opts.resultsFile ?? path.join(opts.outDir, 'results.json'));
-  const real = await evaluate(records, predict, { ...opts, resultsFile, predictionsFile: undefined, imageOverride: undefined });
+  checkOptions(records, opts);
+  const lock: OutputLock = lockOutput(resultsFile, 'hscr eval --image-reliance');
+  try {
+    return await relianceLocked(records, predict, opts, resultsFile);
+  } finally {
+    lock.release();
+  }
+}
+
+async function relianceLocked(records: VqaRecord[], predict: Predictor, opts: EvaluateOptions & { blankSize?: number }, resultsFile: string): Promise<ImageRelianceResult> {
+  const real = await evaluate(records, predict, { ...opts, resultsFile, predictionsFile: undefined, imageOverride: undefined, lock: false });
   const blankImage = await writeBlankImage(siblingFile(resultsFile, '.blank.png'), opts.blankSize ?? 64);
-  const blank = await evaluate(records, predict, { ...opts, resultsFile: siblingFile(resultsFile, '.blank.json'), predictionsFile: undefined, imageOverride: blankImage, name: `${opts.name ?? 'hscr'} (blank image)` });
+  const blank = await evaluate(records, predict, { ...opts, resultsFile: siblingFile(resultsFile, '.blank.json'), predictionsFile: undefined, imageOverride: blankImage, name: `${opts.name ?? 'hscr'} (blank image)`, lock: false });
   const datasets: Record<string, RelianceDelta> = {};
   for (const d of Object.keys(real.datasets)) datasets[d] = relianceOf(real.datasets[d], blank.datasets[d]);
   const result: ImageRelianceResult = { real, blank, datasets, overall: relianceOf(real.overall, blank.overall), relianceFile: siblingFile(resultsFile, '.reliance.json') };
-  await fsp.writeFile(result.relianceFile, JSON.stringify({ variant: real.variant, datasets, overall: result.overall }, null, 2) + '\n');
+  await writeFileAtomic(result.relianceFile, JSON.stringify({ variant: real.variant, datasets, overall: result.overall }, null, 2) + '\n');
   return result;
 }

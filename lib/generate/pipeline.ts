@@ -5,14 +5,17 @@
  * into k dispreferred answers of growing wrongness. One prefs.jsonl line per sample, streamed through the
  * resumable writer (ids already in the output are skipped).
  */
+import * as path from 'node:path';
 import { HSCR_DEFAULTS } from '../config';
-import { loadDataset, type DataFormat } from '../data/loaders';
+import { loadDataset, recordLine, type DataFormat } from '../data/loaders';
 import type { SkipCount, VqaRecord } from '../data/types';
 import { mixSeed } from '../data/prng';
 import { HscrError, dataError } from '../errors';
 import { disposeBundle, encodeRecord, loadBatchImages, loadModelBundle, type LoadBundleOptions, type ModelBundle } from '../model/bundle';
 import type { HscrTokenizer } from '../model/tokenizer';
+import { fitToContext } from '../model/context';
 import { openResumableJsonl, type TruncatedTail } from '../util/jsonl-writer';
+import { checkInputFile, checkInputFolder, checkOutputFile, folderFingerprint, lockOutput, sha256FileSync } from '../util/output';
 import { createProgress } from '../util/progress';
 import { modelContrastive, toKernelOutput, type ContrastiveBatchRow, type ModelContrastiveOptions, type ModelContrastiveRow } from './contrastive';
 import { buildDispreferred, type ReplacementSchedule } from './dispreferred';
@@ -34,6 +37,14 @@ export interface GenerateOptions extends Omit<ModelContrastiveOptions, 'debugLog
   positiveShiftsOnly?: boolean;
   quiet?: boolean;
   progressStream?: NodeJS.WritableStream & { isTTY?: boolean };
+  /** Shorten questions that do not fit the model's context (default: E_DATA naming file, line and length). */
+  truncate?: boolean;
+  /** Start over: prefs already in the output (and their fingerprint) are removed first. */
+  overwrite?: boolean;
+  /** What made the model and data (hashes), recorded with the settings beside the output. */
+  fingerprint?: Record<string, unknown>;
+  /** Take the output's lock (default true; false when the caller holds it). */
+  lock?: boolean;
 }
 
 export interface GenerateCounts {
@@ -52,6 +63,8 @@ export interface GenerateCounts {
   /** What the loader skipped, by reason. */
   skipped: SkipCount[];
   truncated?: TruncatedTail;
+  /** Questions shortened to fit the context (--truncate). */
+  shortened: number;
 }
 
 interface Encoded {
@@ -194,13 +207,22 @@ function dispreferred(e: Encoded, row: ModelContrastiveRow, tokenizer: HscrToken
   return mode === 'binary' ? all.slice(-1) : all;
 }
 
+/** The settings that shape every line of prefs.jsonl (batching, device and limit do not). */
+function settingsOf(opts: GenerateOptions, k: number, schedule: ReplacementSchedule, mode: GenerateMode): Record<string, unknown> {
+  const { n, beta, ratio, perturb, seed, alpha, candidates, plausibility, truncate } = opts as GenerateOptions & Record<string, unknown>;
+  return { n, beta, k, ratio, perturb, seed, alpha, candidates, plausibility, schedule, mode, truncate: Boolean(truncate) };
+}
+
 /** Generates prefs for `records` into outPath (appending; ids already there are skipped). */
 export async function generatePreferences(gen: ModelBundle, records: VqaRecord[], outPath: string, opts: GenerateOptions = {}, source = '<records>'): Promise<GenerateCounts> {
   const { k, schedule, mode, batchSize, limit } = checkOptions(opts);
   checkImageSize(gen);
-  const selected = records.slice(0, limit);
+  const fitted = fitToContext(gen, records.slice(0, limit), { source, lineOf: (i) => recordLine(records[i]), truncate: opts.truncate });
+  const selected = fitted.records;
   const encoded = encodeAll(selected, gen, source);
-  const out = await openResumableJsonl<PrefRecord>(outPath);
+  const fingerprint = { command: 'generate', inputs: { ...(opts.fingerprint ?? {}), ...settingsOf(opts, k, schedule, mode) } };
+  const knownIds = new Set(records.map((r) => r.id));
+  const out = await openResumableJsonl<PrefRecord>(outPath, { fingerprint, knownIds, overwrite: opts.overwrite, lock: opts.lock === false ? false : 'hscr generate' });
   const todo = encoded.filter((e) => !out.done.has(e.record.id));
   const counts: GenerateCounts = {
     records: records.length,
@@ -211,6 +233,7 @@ export async function generatePreferences(gen: ModelBundle, records: VqaRecord[]
     shortOfK: 0,
     skipped: [],
     truncated: out.truncated,
+    shortened: fitted.truncated.length,
   };
   const progress = createProgress({ label: 'generate', total: selected.length, start: counts.resumed, quiet: opts.quiet, stream: opts.progressStream });
   try {
@@ -247,12 +270,28 @@ export interface GenerateFileOptions extends GenerateOptions, LoadBundleOptions 
 /** `hscr generate`: loads the model folder and any data file lib/data reads, then generatePreferences. */
 export async function generateFile(modelDir: string, dataFile: string, outPath: string, opts: GenerateFileOptions = {}): Promise<GenerateCounts> {
   checkOptions(opts);
-  const data = await loadDataset(dataFile, { format: opts.format, imageRoot: opts.imageRoot });
-  const gen = await loadModelBundle(modelDir, { device: opts.device, dtype: opts.dtype, visionTowerDir: opts.visionTowerDir });
+  checkInputFolder(modelDir, '--model');
+  checkInputFile(dataFile, '--data');
+  checkOutputFile(outPath);
+  // Taken before the slow loading, so a second writer is refused at once.
+  const lock = lockOutput(outPath, 'hscr generate');
   try {
-    const counts = await generatePreferences(gen, data.records, outPath, opts, dataFile);
-    return { ...counts, skipped: data.skipped };
+    const fingerprint = {
+      model: folderFingerprint(modelDir),
+      data: sha256FileSync(dataFile),
+      format: opts.format ?? 'auto',
+      imageRoot: opts.imageRoot ? path.resolve(opts.imageRoot) : null,
+      dtype: opts.dtype ?? null,
+    };
+    const data = await loadDataset(dataFile, { format: opts.format, imageRoot: opts.imageRoot });
+    const gen = await loadModelBundle(modelDir, { device: opts.device, dtype: opts.dtype, visionTowerDir: opts.visionTowerDir });
+    try {
+      const counts = await generatePreferences(gen, data.records, outPath, { ...opts, fingerprint, lock: false }, dataFile);
+      return { ...counts, skipped: data.skipped };
+    } finally {
+      disposeBundle(gen);
+    }
   } finally {
-    disposeBundle(gen);
+    lock.release();
   }
 }

@@ -9,6 +9,7 @@ import { readJsonl } from '../data/jsonl';
 import { HscrError, dataError } from '../errors';
 import { parsePrefRecord, type PrefRecord, type RankedCandidate, type RankedRecord } from '../generate/types';
 import { openResumableJsonl, type TruncatedTail } from '../util/jsonl-writer';
+import { checkInputFile, checkOutputFile, lockOutput, sha256FileSync } from '../util/output';
 import { createProgress } from '../util/progress';
 import { corleyMihalcea, exactWordSimilarity, idfFromCorpus, type TextSimilarity, type WordSimilarity } from './similarity';
 import { openWordNet, wordnetDir, wordnetWordSimilarity } from './wordnet';
@@ -97,6 +98,10 @@ export interface RerankFileOptions extends RerankOptions {
   quiet?: boolean;
   /** Where the progress goes (default stderr). */
   progressStream?: NodeJS.WritableStream & { isTTY?: boolean };
+  /** Start over: records already in the output (and their fingerprint) are removed first. */
+  overwrite?: boolean;
+  /** What else shapes the scores (the --model whose embeddings give word similarity), recorded beside the output. */
+  fingerprint?: Record<string, unknown>;
 }
 
 export interface RerankCounts {
@@ -139,9 +144,24 @@ async function validateInput(file: string): Promise<{ ids: Set<string>; chosen: 
 export async function rerankFile(inPath: string, outPath: string, opts: RerankFileOptions = {}): Promise<RerankCounts> {
   const options = checkOptions(opts);
   if (path.resolve(inPath) === path.resolve(outPath)) throw new HscrError('rerank: --in and --out are the same file', 'E_ARG', outPath);
+  checkInputFile(inPath, '--in');
+  checkOutputFile(outPath);
+  const lock = lockOutput(outPath, 'hscr rerank');
+  try {
+    return await rerankLocked(inPath, outPath, opts, options);
+  } finally {
+    lock.release();
+  }
+}
+
+async function rerankLocked(inPath: string, outPath: string, opts: RerankFileOptions, options: Required<RerankOptions>): Promise<RerankCounts> {
   const { ids, chosen } = await validateInput(inPath);
   const similarity = opts.similarity ?? (chosen.length > 0 ? corleyMihalcea({ idf: idfFromCorpus(chosen), wordSimilarity: opts.wordSimilarity ?? defaultWordSimilarity() }) : () => 0);
-  const out = await openResumableJsonl<RankedRecord>(outPath);
+  const fingerprint = {
+    command: 'rerank',
+    inputs: { prefs: sha256FileSync(inPath), ...options, similarity: opts.similarity ? 'custom' : opts.wordSimilarity ? 'word-similarity' : 'wordnet', ...(opts.fingerprint ?? {}) },
+  };
+  const out = await openResumableJsonl<RankedRecord>(outPath, { fingerprint, knownIds: ids, overwrite: opts.overwrite });
   const resumed = [...ids].filter((id) => out.done.has(id)).length;
   const counts: RerankCounts = { samples: ids.size, resumed, written: 0, keptHistogram: [], shortfall: 0, truncated: out.truncated };
   const progress = createProgress({ label: 'rerank', total: ids.size, start: resumed, quiet: opts.quiet, stream: opts.progressStream });

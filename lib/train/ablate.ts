@@ -176,7 +176,7 @@ async function ensurePhantom(c: AblationConfig, root: string): Promise<{ train: 
   const dir = path.join(root, 'phantom');
   const train = path.join(dir, 'train.jsonl');
   const test = path.join(dir, 'test.jsonl');
-  if (!fs.existsSync(path.join(dir, 'meta.json'))) await generatePhantom({ outDir: dir, ...c.phantom });
+  if (!fs.existsSync(path.join(dir, 'meta.json'))) await generatePhantom({ outDir: dir, ...c.phantom, overwrite: true }); // no meta.json: an earlier run was cut short
   return { train, test };
 }
 

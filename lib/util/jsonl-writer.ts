@@ -7,6 +7,7 @@
 import { createReadStream, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { HscrError, dataError } from '../errors';
+import { claimOutput, ioError, lockOutput, removeOutput, type OutputFingerprint, type OutputLock } from './output';
 
 /** The partial last line of a killed run, cut off when the file was reopened. */
 export interface TruncatedTail {
@@ -21,6 +22,17 @@ export interface TruncatedTail {
 export interface ResumableJsonlOptions {
   /** The record field that identifies a record (default 'id'); strings and numbers, compared as strings. */
   idField?: string;
+  /**
+   * What makes this output (see lib/util/output.ts): kept in <file>.run.json; a file that holds records made
+   * with another fingerprint is refused (E_DATA) before anything is appended.
+   */
+  fingerprint?: OutputFingerprint;
+  /** Hold the output's exclusive lock until close() (a second writer is E_LOCKED at once). */
+  lock?: boolean | string;
+  /** Start over: the file and its fingerprint are removed first (under the lock). */
+  overwrite?: boolean;
+  /** Ids the input holds: a file holding any other id is refused (E_DATA) rather than kept. */
+  knownIds?: ReadonlySet<string>;
 }
 
 export interface ResumableJsonl<T> {
@@ -140,10 +152,35 @@ function serialize(record: unknown): string {
  */
 export async function openResumableJsonl<T extends object>(file: string, opts: ResumableJsonlOptions = {}): Promise<ResumableJsonl<T>> {
   const idField = opts.idField ?? 'id';
+  const lock: OutputLock | undefined = opts.lock ? lockOutput(file, typeof opts.lock === 'string' ? opts.lock : 'hscr') : undefined;
+  try {
+    return await openLocked<T>(file, opts, idField, lock);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
+}
+
+async function openLocked<T extends object>(file: string, opts: ResumableJsonlOptions, idField: string, lock: OutputLock | undefined): Promise<ResumableJsonl<T>> {
+  if (opts.overwrite) removeOutput(file);
   const scan = await scanExisting(file, idField);
-  await fsp.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-  if (scan.truncated) await fsp.truncate(file, scan.completeBytes);
-  const handle = await fsp.open(file, 'a');
+  if (opts.knownIds) {
+    const stray = [...scan.done].find((id) => !opts.knownIds!.has(id));
+    if (stray !== undefined) throw new HscrError(`${file} holds a record whose id "${stray}" is not in the input; refusing to keep records of other data (pass --overwrite, or use another output)`, 'E_DATA', stray);
+  }
+  if (opts.fingerprint) claimOutput(file, opts.fingerprint, scan.done.size > 0 || scan.truncated !== undefined);
+  try {
+    await fsp.mkdir(path.dirname(path.resolve(file)), { recursive: true });
+    if (scan.truncated) await fsp.truncate(file, scan.completeBytes);
+  } catch (err) {
+    throw ioError(file, 'prepare the output', err);
+  }
+  let handle: fsp.FileHandle;
+  try {
+    handle = await fsp.open(file, 'a');
+  } catch (err) {
+    throw ioError(file, 'open for appending', err);
+  }
   let prefix = scan.missingNewline ? '\n' : '';
   let queue: Promise<void> = Promise.resolve();
   let closed = false;
@@ -170,7 +207,7 @@ export async function openResumableJsonl<T extends object>(file: string, opts: R
     queue = written.catch(() => undefined);
     return written.catch((err: Error) => {
       done.delete(id);
-      failure ??= new HscrError(`${file}: cannot write: ${err.message}`, 'E_IO', id);
+      failure ??= ioError(file, `write the record "${id}"`, err);
       throw failure;
     });
   };
@@ -178,9 +215,15 @@ export async function openResumableJsonl<T extends object>(file: string, opts: R
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
-    await queue;
-    await handle.sync();
-    await handle.close();
+    try {
+      await queue;
+      await handle.sync();
+    } catch (err) {
+      throw ioError(file, 'write', err);
+    } finally {
+      await handle.close().catch(() => undefined);
+      lock?.release();
+    }
   };
 
   return { path: file, done, truncated: scan.truncated, write, close };

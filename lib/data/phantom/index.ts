@@ -3,10 +3,11 @@
  * (or, in a training split made with --prior-bias, from the question text — which the balanced test split
  * then catches).
  */
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { HscrError } from '../../errors';
+import { checkOutputFolder, lockOutput, writeFileAtomic } from '../../util/output';
 import type { VqaRecord } from '../types';
 import { Rng, mixSeed } from '../prng';
 import { drawItem, allQuestionTexts, FAMILY_NAMES, familyAnswers } from './questions';
@@ -39,6 +40,8 @@ export interface PhantomOptions {
   /** Images encoded at once (default 4). */
   concurrency?: number;
   onProgress?: (done: number, total: number) => void;
+  /** Replace a dataset already in outDir (default: refuse, E_ARG). */
+  overwrite?: boolean;
 }
 
 export interface PhantomItem {
@@ -146,7 +149,8 @@ async function writeImages(outDir: string, items: PhantomItem[], concurrency: nu
     while (next < items.length) {
       const item = items[next++];
       const scene = item.record.scene!;
-      await fsp.writeFile(path.join(outDir, item.record.image), await encodePng(renderScene(scene, item.renderSeed), scene.size));
+      // Each image whole or not at all: a full disk leaves no cut PNG behind.
+      await writeFileAtomic(path.join(outDir, item.record.image), await encodePng(renderScene(scene, item.renderSeed), scene.size));
       tick();
     }
   };
@@ -157,9 +161,31 @@ function jsonl(records: VqaRecord[]): string {
   return records.map((r) => JSON.stringify(r)).join('\n') + (records.length ? '\n' : '');
 }
 
-/** Writes the benchmark and returns its records with absolute image paths. Same options, same bytes. */
+/** The files that make a folder a phantom dataset (meta.json is written last). */
+const DATASET_FILES = ['meta.json', 'train.jsonl', 'test.jsonl'];
+
+/**
+ * Writes the benchmark and returns its records with absolute image paths. Same options, same bytes. A folder
+ * that already holds a dataset is refused unless `overwrite`; every file is written whole (temp + rename), and
+ * meta.json last, so a folder with meta.json holds a complete dataset. One writer at a time (E_LOCKED).
+ */
 export async function generatePhantom(opts: PhantomOptions): Promise<PhantomResult> {
   checkOptions(opts);
+  checkOutputFolder(opts.outDir);
+  const outDir = path.resolve(opts.outDir);
+  const lock = lockOutput(outDir, 'hscr phantom');
+  try {
+    const existing = DATASET_FILES.filter((f) => existsSync(path.join(outDir, f)));
+    if (existing.length > 0 && !opts.overwrite) {
+      throw new HscrError(`${opts.outDir} already holds a dataset (${existing.join(', ')}): pass --overwrite to replace it, or choose another --out`, 'E_ARG', opts.outDir);
+    }
+    return await writePhantom(opts, outDir);
+  } finally {
+    lock.release();
+  }
+}
+
+async function writePhantom(opts: PhantomOptions, outDir: string): Promise<PhantomResult> {
   const size = opts.size ?? PHANTOM_DEFAULT_SIZE;
   const split = (name: PhantomSplit, n: number) => phantomItems(name, n, opts.seed, size, opts.priorBias);
   const parts: [PhantomSplit, PhantomItem[]][] = [
@@ -172,15 +198,16 @@ export async function generatePhantom(opts: PhantomOptions): Promise<PhantomResu
   ];
   // Splits that were not asked for are not written, so a folder made before they existed reads the same.
   const written = parts.filter(([name, items]) => items.length > 0 || name === 'train' || name === 'test');
-  const outDir = path.resolve(opts.outDir);
+  // A replaced dataset is no dataset until the new meta.json is written.
+  await fsp.rm(path.join(outDir, 'meta.json'), { force: true });
   await fsp.mkdir(path.join(outDir, 'images'), { recursive: true });
   const all = written.flatMap(([, items]) => items);
   let done = 0;
   await writeImages(outDir, all, opts.concurrency ?? 4, () => opts.onProgress?.(++done, all.length));
   const extra = opts.val || opts.instruct ? { val: opts.val ?? 0, instruct: { train: opts.instruct?.train ?? 0, val: opts.instruct?.val ?? 0, test: opts.instruct?.test ?? 0 } } : {};
   const meta = { generator: 'hscr phantom', version: 1, seed: opts.seed, train: opts.train, test: opts.test, ...extra, size, priorBias: opts.priorBias ?? null };
-  for (const [name, items] of written) await fsp.writeFile(path.join(outDir, `${name}.jsonl`), jsonl(items.map((i) => i.record)));
-  await fsp.writeFile(path.join(outDir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
+  for (const [name, items] of written) await writeFileAtomic(path.join(outDir, `${name}.jsonl`), jsonl(items.map((i) => i.record)));
+  await writeFileAtomic(path.join(outDir, 'meta.json'), JSON.stringify(meta, null, 2) + '\n');
   const absolute = (name: PhantomSplit) => (parts.find(([n]) => n === name)?.[1] ?? []).map((i) => ({ ...i.record, image: path.join(outDir, i.record.image) }));
   const files = ['meta.json', ...written.map(([name]) => `${name}.jsonl`).sort(), ...all.map((i) => i.record.image)];
   return {
