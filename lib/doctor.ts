@@ -1,13 +1,13 @@
 /** What `hscr doctor` reports: where libtorch and the addon came from, threads, BLAS, CUDA, and GEMM speed. */
 import fs from 'fs';
 import os from 'os';
-import { addonLocation, native, type RuntimeInfo } from './native';
+import { addonLocation, native, type AddonLocation, type RuntimeInfo } from './native';
 
 export interface DoctorReport {
   node: string;
   platform: string;
   cores: number;
-  addon: { path: string; fromPrebuild: boolean };
+  addon: AddonLocation;
   torch: { version: string; libraries: string[]; builtWithCuda: boolean };
   threads: number;
   blas: string[];
@@ -61,7 +61,9 @@ export async function doctor(options: { gemmSize?: number; gemmSeconds?: number;
 export function formatDoctor(r: DoctorReport): string {
   const lines = [
     `node        ${r.node} (${r.platform}, ${r.cores} cores)`,
-    `addon       ${r.addon.path} (${r.addon.fromPrebuild ? 'prebuild' : 'local build'})`,
+    `addon       ${r.addon.path} (${r.addon.kind}${r.addon.variant ? `, variant ${r.addon.variant}` : ''})`,
+    `  because   ${r.addon.reason}`,
+    ...(r.addon.preloaded.length ? [`  preloaded ${r.addon.preloaded.join(', ')}`] : []),
     `libtorch    ${r.torch.version}${r.torch.builtWithCuda ? ' (CUDA build)' : ''}`,
     ...r.torch.libraries.map((l) => `            ${l}`),
     `threads     ${r.threads}`,

@@ -1,5 +1,6 @@
 /**
- * Loads the native addon once (prebuild or local build, through node-gyp-build), hands it the HscrError
+ * Loads the native addon once (the binary scripts/addon-select.js picks: a local build, or the prebuild that
+ * matches the libtorch found on this machine, its libraries preloaded first), hands it the HscrError
  * class so native failures arrive typed, and applies the thread setting. Everything native goes through here.
  */
 import fs from 'fs';
@@ -76,9 +77,27 @@ export interface NativeAddon {
   [name: string]: unknown;
 }
 
+/** Which binary was loaded, from where, and why (what `hscr doctor` prints). */
 export interface AddonLocation {
   path: string;
   fromPrebuild: boolean;
+  /** 'prebuild', 'local build' or 'HSCR_ADDON_PATH'. */
+  kind: string;
+  /** The prebuilt variant, e.g. "torch-1.13.cpu" (prebuilds only). */
+  variant?: string;
+  /** Why this binary: the libtorch it matched and where that libtorch was found. */
+  reason: string;
+  /** The libtorch libraries preloaded (RTLD_GLOBAL) before the addon, so it finds them wherever they are. */
+  preloaded: string[];
+}
+
+interface Selection {
+  file: string;
+  preloader?: string;
+  preload: string[];
+  variant?: string;
+  kind: string;
+  reason: string;
 }
 
 /** The package root: where package.json is, from lib/ (ts) or dist/lib/ (js). */
@@ -105,29 +124,45 @@ export function resolveThreads(requested?: number, env: NodeJS.ProcessEnv = proc
 }
 
 function load(): { addon: NativeAddon; location: AddonLocation } {
+  // Plain JS shared with the install and prebuild scripts (it must run before dist/ exists).
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string };
-  let file: string;
+  const select = require(path.join(PACKAGE_ROOT, 'scripts', 'addon-select.js')) as {
+    selectAddon(root: string, env: NodeJS.ProcessEnv): Selection;
+  };
+  let chosen: Selection;
   try {
-    // HSCR_ADDON_PATH pins one binary (a second build dir, a CUDA build); otherwise node-gyp-build's order.
-    file = process.env.HSCR_ADDON_PATH ? path.resolve(process.env.HSCR_ADDON_PATH) : nodeGypBuild.resolve(PACKAGE_ROOT);
+    chosen = select.selectAddon(PACKAGE_ROOT, process.env);
   } catch (e) {
-    throw new HscrError(
-      `the hscr native addon is not built: run \`npm install\` (after \`bash scripts/setup.sh\`) in ${PACKAGE_ROOT}. ${(e as Error).message}`,
-      'E_NATIVE',
-    );
+    const err = e as Error & { details?: unknown };
+    throw new HscrError(`the hscr native addon cannot load: ${err.message}`, 'E_NATIVE', err.details);
   }
   let addon: NativeAddon;
   try {
+    if (chosen.preloader && chosen.preload.length) {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      (require(chosen.preloader) as { preload(files: string[]): void }).preload(chosen.preload);
+    }
     // eslint-disable-next-line @typescript-eslint/no-require-imports
-    addon = require(file) as NativeAddon;
+    addon = require(chosen.file) as NativeAddon;
   } catch (e) {
-    throw new HscrError(`the hscr native addon at ${file} does not load: ${(e as Error).message}`, 'E_NATIVE', file);
+    throw new HscrError(
+      `the hscr native addon at ${chosen.file} does not load (${chosen.reason}): ${(e as Error).message}. ` +
+        `Rebuild it against your libtorch: \`cd ${PACKAGE_ROOT} && HSCR_BUILD_FROM_SOURCE=1 npm run install\`.`,
+      'E_NATIVE',
+      chosen.file,
+    );
   }
   addon.setErrorClass(HscrError);
   addon.setNumThreads(resolveThreads());
-  const fromPrebuild = path.relative(PACKAGE_ROOT, file).split(path.sep)[0] === 'prebuilds';
-  return { addon, location: { path: file, fromPrebuild } };
+  const location: AddonLocation = {
+    path: chosen.file,
+    fromPrebuild: chosen.kind === 'prebuild',
+    kind: chosen.kind,
+    variant: chosen.variant,
+    reason: chosen.reason,
+    preloaded: chosen.preload,
+  };
+  return { addon, location };
 }
 
 /** The addon, loaded on first use. */

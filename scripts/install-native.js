@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 'use strict';
 // npm's install step for the native addon. node-gyp-build's own bin would fall back to `node-gyp rebuild`,
-// which knows nothing of CMake, so this script does what it does with cmake-js instead:
-//   1. a prebuild in prebuilds/<platform>-<arch>/ that loads (tested in a child process, so a binary that
-//      crashes on load cannot take npm down) is used as is;
+// which knows nothing of CMake, so this script does the equivalent with cmake-js:
+//   1. a prebuild that matches the libtorch found on this machine and loads (scripts/addon-select.js tests it
+//      in a child process, so a binary that crashes on load cannot take npm down) is used as is;
 //   2. otherwise (or with HSCR_BUILD_FROM_SOURCE=1, or when a local build already exists, i.e. a developer
-//      checkout) the addon is compiled with cmake-js against the libtorch that scripts/find-torch.js finds.
+//      checkout) the addon is compiled with cmake-js against the libtorch that scripts/find-torch.js finds;
+//   3. with no matching prebuild and no cmake to build one, it says what it found and how to fix it, and
+//      leaves the package installed (loading it then repeats the same message).
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
 const { findTorch } = require('./find-torch');
+const { selectAddon } = require('./addon-select');
 
 const root = path.resolve(__dirname, '..');
 const buildOnly = process.argv.includes('--build-only');
@@ -24,11 +27,8 @@ function loadsInChild(file) {
   return r.status === 0;
 }
 
-function prebuildFile() {
-  const dir = path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
-  if (!fs.existsSync(dir)) return undefined;
-  const file = fs.readdirSync(dir).find((f) => f.endsWith('.node'));
-  return file ? path.join(dir, file) : undefined;
+function onPath(program) {
+  return (process.env.PATH || '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, program)));
 }
 
 function build() {
@@ -55,13 +55,19 @@ function build() {
 
 function main() {
   const localBuild = fs.existsSync(path.join(root, 'build', 'Release'));
-  const fromSource = buildOnly || process.env.HSCR_BUILD_FROM_SOURCE === '1' || localBuild;
-  const prebuild = fromSource ? undefined : prebuildFile();
-  if (prebuild && loadsInChild(prebuild)) {
-    log(`using prebuilt ${path.relative(root, prebuild)}`);
+  if (buildOnly || process.env.HSCR_BUILD_FROM_SOURCE === '1' || localBuild) return build();
+  try {
+    const chosen = selectAddon(root, process.env, { prebuildsOnly: true });
+    log(`using prebuilt ${path.relative(root, chosen.file)}: ${chosen.reason}`);
     return;
+  } catch (e) {
+    if (!onPath('cmake') || !(onPath('g++') || onPath('c++'))) {
+      log(e.message);
+      log('no cmake/g++ on PATH to build from source: installed without a working addon (see the fix above).');
+      return;
+    }
+    log(`${e.message}\nbuilding from source instead.`);
   }
-  if (prebuild) log(`prebuilt ${path.relative(root, prebuild)} does not load here; falling back to a local build`);
   build();
 }
 

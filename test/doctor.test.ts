@@ -15,6 +15,8 @@ t.test('hscr doctor --json reports threads = cores, OpenBLAS and a real GEMM fig
   t.equal(r.cores, os.availableParallelism());
   t.match(r.torch.version, /^\d+\.\d+/);
   t.ok(r.addon.path.endsWith('.node') && typeof r.addon.fromPrebuild === 'boolean');
+  t.match(r.addon.kind, /^(prebuild|local build|HSCR_ADDON_PATH)$/);
+  t.ok(r.addon.reason.length > 10, `doctor says why: ${r.addon.reason}`);
   t.ok(r.blas.some((l: string) => /openblas/.test(l)), `libtorch's BLAS is OpenBLAS: ${r.blas}`);
   // 256³·2 flops run at ≥ 1 GFLOP/s even on the reference BLAS; the figure must be a real measurement.
   t.ok(r.gemm.gflops > 1 && r.gemm.seconds >= 1, `gemm ${r.gemm.gflops} GFLOP/s over ${r.gemm.seconds}s`);

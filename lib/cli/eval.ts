@@ -5,7 +5,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { HscrError } from '../errors';
 import { loadDataset, recordLine, DATA_FORMATS, type DataFormat } from '../data/loaders';
 import type { FitOptions, FitResult } from '../model/context';
@@ -21,10 +21,26 @@ import { createProgress } from '../util/progress';
 import { intArg } from './data';
 
 /** What lib/model/predictor.ts is to provide: a batched answerer for a model (and optional adapter). */
+/** What `hscr eval` passes on to the predictor it loads. */
+export interface EvalPredictorOptions {
+  maxNewTokens?: number;
+  device?: string;
+  dtype?: 'float32' | 'bfloat16' | 'float16';
+}
+
 export type LoadPredictor = (
   modelDir: string,
   adapterDir?: string,
+  options?: EvalPredictorOptions,
 ) => Promise<Predictor & { dispose?: () => void | Promise<void>; fit?<T extends { id: string; question: string }>(records: readonly T[], opts: Omit<FitOptions, 'reserve'>): FitResult<T> }>;
+/** One stderr line when most predictions are empty: the model (or its settings) produced nothing to score. */
+export function emptyPredictionsWarning(empty: number, total: number): string {
+  if (total === 0 || empty / total <= 0.5) return '';
+  return (
+    `warning: ${empty} of ${total} predictions are empty: the model stops at once (an untrained or collapsed model, ` +
+    'or a run that learned nothing). Check the training log\'s rewards/margins, or raise --max-new-tokens.\n'
+  );
+}
 
 function formatArg(raw: string | undefined): DataFormat | 'auto' {
   const f = raw ?? 'auto';
@@ -134,7 +150,11 @@ interface EvalCliOptions {
   data: string;
   format?: string;
   out: string;
-  batchSize: string;
+  batch?: string;
+  batchSize?: string;
+  maxNewTokens: string;
+  device?: string;
+  dtype?: string;
   variant: string;
   imageRoot?: string;
   imageReliance?: boolean;
@@ -157,6 +177,8 @@ function evalFingerprint(o: EvalCliOptions): Record<string, unknown> {
     format: o.format ?? 'auto',
     imageRoot: o.imageRoot ? path.resolve(o.imageRoot) : null,
     truncate: Boolean(o.truncate),
+    maxNewTokens: o.maxNewTokens ?? null,
+    dtype: o.dtype ?? null,
   };
 }
 
@@ -169,7 +191,11 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
     .requiredOption('--data <file>', 'benchmark file (any supported format)')
     .option('--format <f>', `auto or ${DATA_FORMATS.join(', ')}`, 'auto')
     .option('--out <file>', 'results JSON (predictions go to <name>.predictions.jsonl beside it; a rerun resumes)', 'results.json')
-    .option('--batch-size <n>', 'questions per generation batch', '8')
+    .option('--batch <n>', 'questions per generation batch', '8')
+    .addOption(new Option('--batch-size <n>', 'old name of --batch').hideHelp())
+    .option('--max-new-tokens <n>', 'longest answer generated, in tokens', '32')
+    .option('--device <d>', 'cpu | cuda | cuda:N (default cpu)')
+    .option('--dtype <t>', 'float32 | bfloat16 | float16 (default float32)')
     .option('--variant <v>', `metric variant: ${METRIC_VARIANTS.join(', ')}`, DEFAULT_VARIANT)
     .option('--image-root <dir>', 'folder the image names are relative to')
     .option('--image-reliance', 'also answer with a blank image and report the difference')
@@ -179,13 +205,18 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
     .option('--quiet', 'no progress output')
     .action(async (o: EvalCliOptions) => {
       const variant = checkVariant(o.variant);
-      const batchSize = intArg('--batch-size', o.batchSize, undefined, 1);
+      const batchSize = o.batchSize !== undefined ? intArg('--batch-size', o.batchSize) : intArg('--batch', o.batch);
+      const maxNewTokens = intArg('--max-new-tokens', o.maxNewTokens);
+      if (maxNewTokens < 1) throw new HscrError(`--max-new-tokens must be at least 1, got ${maxNewTokens}`, 'E_ARG', maxNewTokens);
+      if (o.dtype !== undefined && !['float32', 'bfloat16', 'float16'].includes(o.dtype)) {
+        throw new HscrError(`--dtype must be float32, bfloat16 or float16, got "${o.dtype}"`, 'E_ARG', o.dtype);
+      }
       // Paths first: a bad --out found after the whole benchmark was answered would waste the run.
       checkInputFile(o.data, '--data');
       checkOutputFile(o.out);
       const fingerprint = evalFingerprint(o);
       const data = await loadDataset(o.data, { format: formatArg(o.format), imageRoot: o.imageRoot });
-      const predictor = await loadPredictor(o.model, o.adapter);
+      const predictor = await loadPredictor(o.model, o.adapter, { maxNewTokens, device: o.device, dtype: o.dtype as EvalPredictorOptions['dtype'] });
       try {
         if (predictor.fit) {
           const fitted = predictor.fit(data.records, { source: o.data, lineOf: (i) => recordLine(data.records[i]), truncate: o.truncate });
@@ -220,6 +251,7 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
         const r = await evaluate(data.records, predictor, opts);
         progress.stop();
         process.stdout.write(`${r.table}\n`);
+        process.stderr.write(emptyPredictionsWarning(r.emptyPredictions, data.records.length));
         process.stdout.write(hallucinationLine(r.hallucination));
         const rate = r.samplesPerSecond === null ? '-' : r.samplesPerSecond.toFixed(2);
         process.stdout.write(`${r.predicted} answered in ${r.seconds.toFixed(1)} s (${rate} samples/s)${r.resumed ? `, ${r.resumed} resumed` : ''}; results: ${r.resultsFile}\n`);

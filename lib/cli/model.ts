@@ -1,88 +1,12 @@
-import fs from 'fs';
 import path from 'path';
 import type { Command } from 'commander';
-import { HscrError } from '../errors';
-import { loadDataset } from '../data';
-import { phantomCorpus } from '../data/phantom';
-import { batchOf, disposeBundle, loadModelBundle } from '../model/bundle';
-import { writeInitFiles } from '../model/init-files';
-import { PRESET_NAMES, parameterCount, type PresetName } from '../model/presets';
-import { corpusWords } from '../model/tokenizer';
-import { VisionLanguageModel, type PerturbKind } from '../model/vlm';
-import { createProgress } from '../util/progress';
+import { PRESET_NAMES } from '../model/presets';
+import { answerLogprobs, initModel, type InitOptions, type LogprobsOptions } from '../model/folder';
 import { integer, number } from './options';
 
+// Kept importable from here for older callers; the package root exports them.
+export { answerLogprobs, initModel, type InitOptions, type LogprobsOptions };
 
-export interface InitOptions {
-  preset: PresetName;
-  out: string;
-  seed: number;
-  corpus?: string;
-  tokenizer?: string;
-  layout?: 'llava-hf' | 'llava-med';
-  overwrite?: boolean;
-}
-
-/** A randomly initialised model folder (config, weights, tokenizer, preprocessor config). */
-export async function initModel(o: InitOptions): Promise<{ parameters: number; dir: string }> {
-  if (!PRESET_NAMES.includes(o.preset)) throw new HscrError(`--preset must be ${PRESET_NAMES.join(' or ')}`, 'E_ARG', o.preset);
-  // The tiny preset's word-level tokenizer is built from the corpus: by default the phantom benchmark's own words.
-  const words = o.corpus ? corpusWords(fs.readFileSync(o.corpus, 'utf8')) : o.tokenizer ? undefined : phantomCorpus().words;
-  const cfg = await writeInitFiles(o.out, {
-    preset: o.preset,
-    corpusWords: o.preset === 'tiny' ? words : undefined,
-    tokenizerDir: o.tokenizer,
-    layout: o.layout,
-    overwrite: o.overwrite,
-  });
-  const model = await VisionLanguageModel.create(cfg, { seed: o.seed });
-  try {
-    await model.save(o.out, o.layout ?? 'llava-hf');
-  } finally {
-    model.dispose();
-  }
-  return { parameters: parameterCount(cfg), dir: o.out };
-}
-
-export interface LogprobsOptions {
-  model: string;
-  data: string;
-  perturb?: PerturbKind;
-  ratio?: number;
-  seed?: number;
-  batch?: number;
-  quiet?: boolean;
-}
-
-/** One JSON line per record: {id, tokens, logprobs} of the answer tokens. */
-export async function* answerLogprobs(o: LogprobsOptions): AsyncGenerator<{ id: string; tokens: string[]; logprobs: number[] }> {
-  const { records } = await loadDataset(o.data);
-  const bundle = await loadModelBundle(o.model);
-  const progress = createProgress({ label: 'logprobs', total: records.length, quiet: o.quiet });
-  try {
-    const size = o.batch ?? 8;
-    for (let i = 0; i < records.length; i += size) {
-      const chunk = records.slice(i, i + size);
-      const batch = await batchOf(bundle, chunk);
-      const r = await bundle.model.logprobs(batch, { perturb: o.perturb ?? 'none', ratio: o.ratio, seed: o.seed });
-      batch.pixels.dispose();
-      let off = 0;
-      for (let k = 0; k < chunk.length; k++) {
-        const ids = batch.rows[k].answer as number[];
-        yield {
-          id: chunk[k].id,
-          tokens: ids.map((id) => bundle.tokenizer.tokenText(id)),
-          logprobs: Array.from(r.logprobs.subarray(off, off + ids.length)),
-        };
-        off += ids.length;
-      }
-      progress.tick(chunk.length);
-    }
-  } finally {
-    progress.stop();
-    disposeBundle(bundle);
-  }
-}
 
 export function registerModelCommands(program: Command): void {
   program

@@ -142,6 +142,19 @@ function report(o: EngineCliOptions, summary: Record<string, unknown>, line: str
   process.stdout.write(o.json ? `${JSON.stringify(summary, null, 2)}\n` : `${line}\n`);
 }
 
+/**
+ * One stderr line when a preference run moved nothing: |rewards/margins| below 1e-3 after all its steps means
+ * the policy never left the reference (the paper's 7B learning rate, 5e-7, does that to small models).
+ */
+export function learnedNothingWarning(metrics: Record<string, number | undefined>, steps: number, lr: number): string {
+  const margin = metrics['rewards/margins'];
+  if (steps === 0 || margin === undefined || !Number.isFinite(margin) || Math.abs(margin) >= 1e-3) return '';
+  return (
+    `warning: the run learned nothing measurable: rewards/margins ${margin.toFixed(4)} after ${steps} steps at --lr ${lr}. ` +
+    'The paper\'s 5e-7 suits a 7B model; tiny/small models need a far larger one (see the README\'s pipeline settings).\n'
+  );
+}
+
 const fmt = (v: number | undefined, digits = 4) => (v === undefined || !Number.isFinite(v) ? '-' : v.toFixed(digits));
 
 interface SftCliOptions extends EngineCliOptions {
@@ -192,6 +205,7 @@ async function runTrainCommand(o: TrainCliOptions): Promise<void> {
     quiet,
   });
   const m = r.lastMetrics;
+  if (isMainRank()) process.stderr.write(learnedNothingWarning(m, r.steps, r.config.learningRate));
   report(
     o,
     { ...r, config: undefined },

@@ -124,7 +124,13 @@ export interface ScoreReport {
   items: ItemScore[];
 }
 
+/** Predicted answer text by record id. */
 export type Predictions = ReadonlyMap<string, string>;
+
+export interface ScoreOptions {
+  /** Which published metric script to follow (default 'med-moe'). */
+  variant?: MetricVariant;
+}
 
 const mean = (xs: number[]): number | null => (xs.length === 0 ? null : xs.reduce((a, b) => a + b, 0) / xs.length);
 
@@ -138,7 +144,7 @@ export function summarize(items: ItemScore[], variant: MetricVariant): GroupSumm
   };
 }
 
-function checkIds(records: VqaRecord[], predictions: Predictions, variant: MetricVariant): { missing: string[]; unmatched: string[] } {
+function checkIds(records: readonly VqaRecord[], predictions: Predictions, variant: MetricVariant): { missing: string[]; unmatched: string[] } {
   const ids = new Set<string>();
   for (const r of records) {
     if (ids.has(r.id)) throw new HscrError(`ground truth has id "${r.id}" twice; predictions are paired by id`, 'E_DATA', r.id);
@@ -153,12 +159,36 @@ function checkIds(records: VqaRecord[], predictions: Predictions, variant: Metri
   return { missing, unmatched };
 }
 
-/** Scores predictions (id → answer text) against records, per dataset and pooled. */
-export function scorePredictions(records: VqaRecord[], predictions: Predictions, variant: MetricVariant = DEFAULT_VARIANT): ScoreReport {
+/** Predictions as a Map; a plain `{id: answer}` object is accepted too. Anything else is E_ARG. */
+function asPredictions(predictions: unknown): Predictions {
+  if (predictions instanceof Map) return predictions as Predictions;
+  if (predictions !== null && typeof predictions === 'object' && !Array.isArray(predictions)) {
+    const entries = Object.entries(predictions as Record<string, unknown>);
+    const bad = entries.find(([, v]) => typeof v !== 'string');
+    if (bad) throw new HscrError(`scorePredictions: the prediction for id "${bad[0]}" is not a string`, 'E_ARG', bad[1]);
+    return new Map(entries as [string, string][]);
+  }
+  throw new HscrError('scorePredictions: predictions must be a Map or an object of id → answer text', 'E_ARG', predictions);
+}
+
+/**
+ * Scores predictions (id → answer text) against records, per dataset and pooled.
+ * @param records ground truth, e.g. from `loadDataset(file).records`
+ * @param predictions a Map (or plain object) of record id → predicted answer text
+ * @param options `{ variant }`; a bare variant name is still accepted
+ */
+export function scorePredictions(
+  records: readonly VqaRecord[],
+  predictions: Predictions | Readonly<Record<string, string>>,
+  options: ScoreOptions | MetricVariant = {},
+): ScoreReport {
+  if (!Array.isArray(records)) throw new HscrError('scorePredictions: records must be an array of VqaRecord', 'E_ARG', records);
+  const variant = typeof options === 'string' ? options : (options?.variant ?? DEFAULT_VARIANT);
   checkVariant(variant);
-  const { missing, unmatched } = checkIds(records, predictions, variant);
+  const byId = asPredictions(predictions);
+  const { missing, unmatched } = checkIds(records, byId, variant);
   const items: ItemScore[] = records.map((r) => {
-    const prediction = predictions.get(r.id);
+    const prediction = byId.get(r.id);
     const base = { id: r.id, dataset: r.dataset ?? 'default', answer_type: r.answer_type, answer: r.answer, prediction: prediction ?? '', ...(prediction === undefined ? { missing: true } : {}) };
     return r.answer_type === 'closed' ? { ...base, correct: closedCorrect(base.prediction, r.answer, variant) } : { ...base, open: openScore(base.prediction, r.answer, variant) };
   });

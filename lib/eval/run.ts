@@ -71,6 +71,8 @@ export interface EvaluationResult {
   resumed: number;
   seconds: number;
   samplesPerSecond: number | null;
+  /** Records whose prediction is empty or blank (a model that learned nothing answers ""). */
+  emptyPredictions: number;
   table: string;
   predictionsFile: string;
   resultsFile: string;
@@ -169,6 +171,7 @@ async function evaluateLocked(records: VqaRecord[], predict: Predictor, opts: Ev
     resumed,
     seconds,
     samplesPerSecond: predicted > 0 && seconds > 0 ? predicted / seconds : null,
+    emptyPredictions: report.items.filter((i) => i.prediction.trim() === '').length,
     table,
     predictionsFile,
     resultsFile,

@@ -267,8 +267,34 @@ export interface GenerateFileOptions extends GenerateOptions, LoadBundleOptions 
   imageRoot?: string;
 }
 
-/** `hscr generate`: loads the model folder and any data file lib/data reads, then generatePreferences. */
-export async function generateFile(modelDir: string, dataFile: string, outPath: string, opts: GenerateFileOptions = {}): Promise<GenerateCounts> {
+/** generateFile's one-object form: the files and the settings together. */
+export interface GenerateFileRequest extends GenerateFileOptions {
+  /** The SFT model folder. */
+  model: string;
+  /** Records {id, image, question, answer}: JSONL or any benchmark format lib/data reads. */
+  data: string;
+  /** prefs.jsonl to write (resumed when it exists). */
+  out: string;
+}
+
+/**
+ * `hscr generate`: loads the model folder and any data file lib/data reads, then generatePreferences.
+ * Call it as `generateFile({ model, data, out, ...options })`; the positional form is kept for old callers.
+ */
+export async function generateFile(request: GenerateFileRequest): Promise<GenerateCounts>;
+export async function generateFile(modelDir: string, dataFile: string, outPath: string, opts?: GenerateFileOptions): Promise<GenerateCounts>;
+export async function generateFile(
+  first: string | GenerateFileRequest,
+  dataArg?: string,
+  outArg?: string,
+  optsArg: GenerateFileOptions = {},
+): Promise<GenerateCounts> {
+  const request = typeof first === 'string' ? { ...optsArg, model: first, data: dataArg as string, out: outArg as string } : first;
+  if (request === null || typeof request !== 'object') throw new HscrError('generateFile: expected { model, data, out, ...options }', 'E_ARG', request);
+  for (const key of ['model', 'data', 'out'] as const) {
+    if (typeof request[key] !== 'string' || request[key] === '') throw new HscrError(`generateFile: ${key} must be a path`, 'E_ARG', request[key]);
+  }
+  const { model: modelDir, data: dataFile, out: outPath, ...opts } = request;
   checkOptions(opts);
   checkInputFolder(modelDir, '--model');
   checkInputFile(dataFile, '--data');

@@ -104,6 +104,14 @@ export interface RerankFileOptions extends RerankOptions {
   fingerprint?: Record<string, unknown>;
 }
 
+/** rerankFile's one-object form: the files and the settings together. */
+export interface RerankFileRequest extends RerankFileOptions {
+  /** prefs.jsonl written by generate. */
+  input: string;
+  /** ranked.jsonl to write (resumed when it exists). */
+  out: string;
+}
+
 export interface RerankCounts {
   /** Samples in the input file. */
   samples: number;
@@ -140,8 +148,17 @@ async function validateInput(file: string): Promise<{ ids: Set<string>; chosen: 
  * Re-ranks a prefs.jsonl file into ranked.jsonl, streaming and resumable: the input is checked in full
  * before anything is written, samples already in the output are skipped, and the idf corpus is always the
  * whole input so a resumed run scores exactly like an uninterrupted one.
+ * Call it as `rerankFile({ input, out, ...options })`; the positional form is kept for old callers.
  */
-export async function rerankFile(inPath: string, outPath: string, opts: RerankFileOptions = {}): Promise<RerankCounts> {
+export async function rerankFile(request: RerankFileRequest): Promise<RerankCounts>;
+export async function rerankFile(inPath: string, outPath: string, opts?: RerankFileOptions): Promise<RerankCounts>;
+export async function rerankFile(first: string | RerankFileRequest, outArg?: string, optsArg: RerankFileOptions = {}): Promise<RerankCounts> {
+  const request = typeof first === 'string' ? { ...optsArg, input: first, out: outArg as string } : first;
+  if (request === null || typeof request !== 'object') throw new HscrError('rerankFile: expected { input, out, ...options }', 'E_ARG', request);
+  for (const key of ['input', 'out'] as const) {
+    if (typeof request[key] !== 'string' || request[key] === '') throw new HscrError(`rerankFile: ${key} must be a path`, 'E_ARG', request[key]);
+  }
+  const { input: inPath, out: outPath, ...opts } = request;
   const options = checkOptions(opts);
   if (path.resolve(inPath) === path.resolve(outPath)) throw new HscrError('rerank: --in and --out are the same file', 'E_ARG', outPath);
   checkInputFile(inPath, '--in');

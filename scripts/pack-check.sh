@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Acceptance check for the npm package (slow: not part of `npm test`; run `npm run check:pack`).
+#   1. clone this repository's HEAD into a temporary folder (a clean clone: no build/, dist/ or prebuilds/),
+#      `npm ci --ignore-scripts`, then `npm pack`, whose prepack compiles the addon and writes the prebuild;
+#   2. install the tarball into an empty folder with a PATH holding only node, npm and sh (no compiler, no cmake);
+#   3. from there: `hscr --version`, `hscr doctor` (which variant and why), a tiny model, phantom data,
+#      `hscr logprobs` (a forward pass), and the package root's API from a script.
+# HSCR_PACK_TARBALL=<file> skips step 1 and checks that tarball. Prints each step's wall time.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/hscr-pack-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+step() { echo "pack-check: $*" >&2; }
+timed() { local t0=$SECONDS; "$@"; step "  ($((SECONDS - t0)) s)"; }
+
+if [ -n "${HSCR_PACK_TARBALL:-}" ]; then
+  tarball=$(readlink -f "$HSCR_PACK_TARBALL")
+else
+  step "clean clone of $(git -C "$repo" rev-parse --short HEAD) -> $work/clone"
+  git clone --quiet --no-hardlinks "$repo" "$work/clone"
+  cd "$work/clone"
+  step "npm ci --ignore-scripts"
+  timed npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null
+  step "npm pack (prepack: tsc + native build + prebuild)"
+  timed npm pack --pack-destination "$work" --loglevel=error >"$work/pack.out"
+  tarball="$work/$(tail -1 "$work/pack.out")"
+fi
+step "tarball $(basename "$tarball"): $(du -h "$tarball" | cut -f1)"
+tar -tzf "$tarball" | grep -E '^package/prebuilds/.*\.node$' >&2 || { step "FAIL: no prebuilt addon in the tarball"; exit 1; }
+if tar -tzf "$tarball" | grep -qE '\.map$|^package/dist/bench/'; then step "FAIL: source maps or benches shipped"; exit 1; fi
+
+# A PATH with node, npm and sh only.
+bin="$work/bin"
+mkdir -p "$bin"
+ln -s "$(command -v node)" "$bin/node"
+ln -s "$(command -v npm)" "$bin/npm"
+ln -s /bin/sh "$bin/sh"
+for tool in cc gcc g++ c++ cmake make; do
+  if PATH="$bin" command -v "$tool" >/dev/null 2>&1; then step "FAIL: $tool is on the restricted PATH"; exit 1; fi
+done
+app="$work/app"
+mkdir -p "$app"
+cd "$app"
+echo '{"name":"hscr-consumer","version":"1.0.0","private":true}' >package.json
+step "npm install the tarball with PATH=$bin (no compiler)"
+timed env PATH="$bin" npm install --no-audit --no-fund --loglevel=error "$tarball" 2>&1 | tail -5 >&2
+hscr() { env PATH="$bin" node "$app/node_modules/hscr/bin/hscr.js" "$@"; }
+step "hscr --version: $(hscr --version)"
+hscr doctor --gemm-size 128 >&2
+step "tiny model, phantom data, forward pass (hscr logprobs)"
+t0=$SECONDS
+hscr init --preset tiny --out "$app/model" --seed 1 >&2
+hscr phantom --out "$app/data" --train 2 --test 4 --seed 3 --quiet >&2
+hscr logprobs --model "$app/model" --data "$app/data/test.jsonl" --quiet >"$app/logprobs.jsonl"
+step "  ($((SECONDS - t0)) s)"
+env PATH="$bin" node -e '
+const fs = require("fs");
+const lines = fs.readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => JSON.parse(l));
+const lp = lines.flatMap((l) => l.logprobs);
+if (lines.length !== 4 || !lp.length || !lp.every((x) => Number.isFinite(x) && x <= 0)) { console.error("FAIL: bad log-probs", lines); process.exit(1); }
+console.error(`pack-check: ${lines.length} records, ${lp.length} answer tokens, mean log-prob ${(lp.reduce((a, b) => a + b, 0) / lp.length).toFixed(3)}`);
+' "$app/logprobs.jsonl"
+env PATH="$bin" node -e '
+const hscr = require("hscr");
+const where = hscr.addonLocation();
+hscr.matmul(hscr.tensor(new Float32Array([1, 2, 3, 4]), [2, 2]), hscr.tensor(new Float32Array([1, 0, 0, 1]), [2, 2])).then((t) => {
+  if (Array.from(t.toArray()).join() !== "1,2,3,4") { console.error("FAIL: matmul"); process.exit(1); }
+  console.error(`pack-check: package root API ok; addon ${where.kind} ${where.variant || ""} (${where.reason})`);
+  if (where.kind !== "prebuild") { console.error("FAIL: the installed package did not load its prebuild"); process.exit(1); }
+});
+'
+step "OK"
