@@ -21,6 +21,8 @@ export interface RunFiles {
   reliance: string[];
   ranked: string[];
   summaries: string[];
+  /** JSON files at the top of the run folder (run_config.json, ablation.json, …): their settings are shown. */
+  rootJson: string[];
 }
 
 function walk(dir: string, depth: number, into: string[]): void {
@@ -51,6 +53,7 @@ export function findRunFiles(runDir: string): RunFiles {
     reliance: named(/\.reliance\.json$/),
     ranked: named(/^ranked\.jsonl$/),
     summaries: files.filter((f) => path.dirname(f) === path.resolve(runDir) && f.endsWith('.md')),
+    rootJson: files.filter((f) => path.dirname(f) === path.resolve(runDir) && f.endsWith('.json')),
   };
 }
 

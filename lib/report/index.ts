@@ -196,7 +196,15 @@ export async function writeRunReport(runDir: string, opts: RunReportOptions = {}
   };
 
   const sections: string[] = [];
-  const configs = files.trainConfigs.map((f) => jsonBlock(`${runLabel(root, f)}`, readJsonObject(f) ?? 'unreadable'));
+  // Settings kept at the top of the folder: a whole *config*.json, or the `config` of another file (ablation.json).
+  const rootConfigs = files.rootJson.flatMap((f) => {
+    const obj = readJsonObject(f);
+    if (!obj) return [];
+    const name = path.basename(f);
+    if (/config/.test(name)) return opts.config === undefined ? [jsonBlock(name, obj)] : [];
+    return typeof obj.config === 'object' && obj.config !== null ? [jsonBlock(`${name} → config`, obj.config)] : [];
+  });
+  const configs = [...rootConfigs, ...files.trainConfigs.map((f) => jsonBlock(`${runLabel(root, f)}`, readJsonObject(f) ?? 'unreadable'))];
   const configHtml = [opts.config !== undefined ? jsonBlock('settings of this run', opts.config, true) : '', ...configs].join('\n');
   sections.push(section('config', 'Config', configHtml || '<p class="empty">no config recorded</p>'));
 
