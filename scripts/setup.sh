@@ -7,9 +7,10 @@
 #   cmake               builds the addon (through cmake-js)
 #   nlohmann-json3-dev  JSON for safetensors headers (header-only)
 #   python3-torch       Debian's PyTorch for the cross-check tests and benches (never used at run time)
+#   chromium            the headless browser the run-report test opens report.html in (through playwright-core)
 set -euo pipefail
 
-PACKAGES=(libtorch-dev libgloo-dev libopenblas0-openmp cmake nlohmann-json3-dev python3-torch g++ make)
+PACKAGES=(libtorch-dev libgloo-dev libopenblas0-openmp cmake nlohmann-json3-dev python3-torch g++ make chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

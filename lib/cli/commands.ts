@@ -9,6 +9,7 @@ import { registerTrainCommands } from './train';
 import { loadPredictor } from '../model/predictor';
 import { applyAdapter } from '../train/adapter';
 import { registerDemoCommands } from './demo';
+import { registerRunCommands } from './run';
 
 /** One line per stage; each module adds its sub-commands to the program. */
 export function registerCommands(program: Command): void {
@@ -20,5 +21,6 @@ export function registerCommands(program: Command): void {
   registerRerankCommands(program);
   registerTrainCommands(program);
   registerEvalCommands(program, (model, adapter, options) => loadPredictor(model, adapter, { ...options, loadAdapter: applyAdapter }));
+  registerRunCommands(program);
   registerDemoCommands(program);
 }

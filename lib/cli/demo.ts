@@ -6,6 +6,7 @@ import { evaluateImageReliance } from '../eval/run';
 import { loadPredictor } from '../model/predictor';
 import { ABLATION_DEFAULTS, runAblation } from '../train/ablate';
 import { finalModelDir } from '../train/loop';
+import { writeRunReport } from '../report';
 
 export interface DemoOptions {
   out: string;
@@ -60,6 +61,7 @@ export function registerDemoCommands(program: Command): void {
     .option('--quiet', 'no progress output')
     .action(async (o: DemoOptions) => {
       const table = await runDemo(o);
-      process.stdout.write(`${table}\n\nfigures and runs: ${path.resolve(o.out)}\n`);
+      const html = await writeRunReport(path.resolve(o.out), { title: 'hscr demo', config: { seed: o.seed, out: path.resolve(o.out) } });
+      process.stdout.write(`${table}\n\nruns: ${path.resolve(o.out)}\nreport (figures, tables, ranked lists): ${html.file}\n`);
     });
 }

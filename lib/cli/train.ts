@@ -14,6 +14,7 @@ import { distEnvFrom, launchWorkers, stripLauncherFlags } from '../train/launche
 import { runMlpo } from '../train/mlpo';
 import { runSft } from '../train/sft';
 import { finalAdapterDir, finalModelDir } from '../train/loop';
+import { writeRunReport } from '../report';
 import { choice, integer, number } from './options';
 
 function nameList(flag: string): (raw: string) => string[] {
@@ -206,13 +207,15 @@ async function runTrainCommand(o: TrainCliOptions): Promise<void> {
   });
   const m = r.lastMetrics;
   if (isMainRank()) process.stderr.write(learnedNothingWarning(m, r.steps, r.config.learningRate));
+  const html = isMainRank() ? (await writeRunReport(o.out, { title: `hscr train — ${o.loss}`, config: r.config, ranked: [o.prefs] })).file : undefined;
   report(
     o,
-    { ...r, config: undefined },
+    { ...r, config: undefined, report: html },
     [
       `${o.loss}: ${r.samples} samples (${r.skippedEmpty} without dispreferred answers left out, ${r.skippedBlank} blank dispreferred answers dropped), ${r.steps} steps (of ${r.totalSteps}), ${fmt(r.samplesPerSecond, 2)} samples/s`,
       `last step: loss ${fmt(m.loss)}, rewards/accuracies ${fmt(m['rewards/accuracies'], 3)}, rewards_implicit/accuracies ${fmt(m['rewards_implicit/accuracies'], 3)}, rewards/margins ${fmt(m['rewards/margins'])}`,
       `reference log-probs ${r.referenceCached ? 'from the cache' : 'computed and cached'}: ${r.referenceFile}; ${r.config.finetune === 'lora' ? `adapter in ${path.resolve(finalAdapterDir(r.outputDir))}` : `model in ${path.resolve(finalModelDir(r.outputDir))}`}`,
+      `report: ${html}`,
     ].join('\n'),
   );
 }
@@ -246,6 +249,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--quiet', 'no progress output')
     .action(async (o: { config: string; out?: string; only?: string; quiet?: boolean }) => {
       const r = await runAblation({ configFile: o.config, outDir: o.out, only: o.only?.split(',').map((s) => s.trim()), quiet: o.quiet });
-      process.stdout.write(`${r.report}\n`);
+      const html = await writeRunReport(path.resolve(o.out ?? r.config.out), { title: 'hscr ablate', config: r.config });
+      process.stdout.write(`${r.report}\n\nreport: ${html.file}\n`);
     });
 }

@@ -1,0 +1,117 @@
+/**
+ * Issue 14, acceptance 3: the run report. A real run folder (hscr run on the phantom benchmark, tiny model,
+ * a few steps) gets report.html; headless Chromium (Debian's, through playwright-core) opens it with every
+ * network request refused and checks that each plot drew its data (SVG marks with real geometry), that
+ * nothing logged an error, that the ranked-list sample shows highlighted replacements and filters, and
+ * keeps a screenshot under .tap/report/ (gitignored; the path is printed).
+ */
+import t from 'tap';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
+import { resolvePipelineConfig, runPipeline } from '../lib/pipeline';
+import { writeRunReport } from '../lib/report';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-report-'));
+t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const CHROMIUM = process.env.HSCR_CHROMIUM ?? '/usr/bin/chromium';
+const KEEP = path.resolve(__dirname, '..', '.tap', 'report');
+
+t.test('a folder with nothing in it, or with files it cannot read, still gets a report', async (t) => {
+  const empty = path.join(tmp, 'empty');
+  fs.mkdirSync(empty);
+  const r = await writeRunReport(empty, { environment: false });
+  t.same(r.plots, [], 'no plot without data');
+  const html = fs.readFileSync(r.file, 'utf8');
+  t.match(html, 'no metrics.jsonl in this run');
+  t.match(html, 'no evaluation results in this run');
+  t.match(html, 'no ranked.jsonl in this run');
+
+  const broken = path.join(tmp, 'broken');
+  fs.mkdirSync(path.join(broken, 'eval'), { recursive: true });
+  fs.writeFileSync(path.join(broken, 'metrics.jsonl'), '{"step":1,"loss":2.5}\n{"step":2,"loss":2.0}\n{"step": 3, "lo');
+  fs.writeFileSync(path.join(broken, 'eval', 'results.json'), '{"variant": "strict", "datasets": 3}');
+  fs.writeFileSync(path.join(broken, 'ranked.jsonl'), 'not json\n{"id": 1}\n');
+  const b = await writeRunReport(broken, { environment: { node: 'v0' } });
+  t.same(b.plots, ['loss'], 'the two whole metrics lines make the loss plot; the torn third is left out');
+  t.equal(b.results, 0, 'a results.json of another shape is not a result');
+  t.equal(b.rankedRecords, 0);
+
+  await t.rejects(writeRunReport(path.join(tmp, 'nowhere')), { name: 'HscrError', code: 'E_IO' }, 'a run folder that does not exist is E_IO');
+});
+
+t.test('hscr run writes a report that headless Chromium draws without an error', async (t) => {
+  if (!fs.existsSync(CHROMIUM)) {
+    t.skip(`no Chromium at ${CHROMIUM} (bash scripts/setup.sh installs Debian's chromium; HSCR_CHROMIUM points elsewhere)`);
+    return;
+  }
+  const config = resolvePipelineConfig(
+    {
+      out: 'run',
+      data: { source: 'phantom', train: 32, test: 16, seed: 7, size: 64 },
+      sft: { maxSteps: 12, batch: 8 },
+      generate: { k: 4, n: 6, batch: 8, limit: 12 },
+      train: { maxSteps: 8, batch: 2 },
+      eval: { batch: 16, maxNewTokens: 6, imageReliance: true },
+    },
+    'report-test',
+    tmp,
+  );
+  const run = await runPipeline(config, { quiet: true });
+  t.ok(run.report, 'the run wrote its report');
+  const file = run.report as string;
+  const rankedLines = fs.readFileSync(path.join(config.out, 'prefs', 'ranked.jsonl'), 'utf8').trim().split('\n').length;
+
+  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+  t.teardown(() => browser.close());
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const errors: string[] = [];
+  const requests: string[] = [];
+  page.on('console', (m) => (m.type() === 'error' || m.type() === 'warning' ? errors.push(`${m.type()}: ${m.text()}`) : undefined));
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  // Self-contained means nothing is fetched: every request but the page itself fails.
+  await page.route('**/*', (route) => (route.request().url() === `file://${file}` ? route.continue() : route.abort()));
+  page.on('request', (r) => requests.push(r.url()));
+  await page.goto(`file://${file}`, { waitUntil: 'load' });
+
+  const plots = await page.evaluate(() =>
+    Array.from(document.querySelectorAll('figure.plot')).map((fig) => {
+      const svg = fig.querySelector('svg');
+      const marks = Array.from(fig.querySelectorAll('g.role-mark > *')) as SVGGraphicsElement[];
+      const drawn = marks.filter((m) => {
+        const b = m.getBBox();
+        return b.width > 0 || b.height > 0;
+      });
+      const lines = Array.from(fig.querySelectorAll('g.mark-line > path')).map((p) => (p.getAttribute('d')?.match(/L/g) ?? []).length + 1);
+      return { name: fig.getAttribute('data-plot'), svg: svg !== null && svg.getBoundingClientRect().width > 0, marks: marks.length, drawn: drawn.length, symbols: fig.querySelectorAll('g.mark-symbol > path').length, lines };
+    }),
+  );
+  t.same(plots.map((p) => p.name), ['loss', 'reward-margins', 'reward-accuracies', 'scores', 'image-reliance'], 'every plot of a preference run with evaluation and image reliance');
+  for (const p of plots) {
+    t.ok(p.svg, `${p.name}: an SVG on the page`);
+    t.ok(p.drawn > 0 && p.drawn === p.marks, `${p.name}: ${p.drawn} of ${p.marks} marks drawn with a size`);
+  }
+  const loss = plots[0];
+  t.same(loss.lines.sort((a, b) => a - b), [8, 12], 'the loss plot has one line per run, one vertex per step (train 8, sft 12)');
+  t.equal(plots[1].lines.length, 2, 'reward margins: one line per level (explicit, implicit)');
+  t.equal(plots[3].symbols, 8, 'scores: a dot per evaluation (sft, hscr, each with a blank-image run) and measure (closed, open)');
+
+  t.equal(await page.locator('details.rank').count(), Math.min(24, rankedLines), 'the ranked-list sample holds the records of ranked.jsonl');
+  t.ok((await page.locator('details.rank mark.swap').count()) >= 1, 'replaced tokens are highlighted');
+  t.match(await page.locator('#results table').innerText(), /eval\/hscr[\s\S]*eval\/sft/, 'the results table has both evaluated models');
+  await page.fill('#rank-filter', 'train-00003');
+  t.equal(await page.locator('#rank-count').innerText(), `1 of ${Math.min(24, rankedLines)} shown`, 'the filter box narrows the sample');
+  await page.fill('#rank-filter', '');
+  await page.evaluate(() => document.querySelectorAll('details.rank').forEach((d, i) => ((d as HTMLDetailsElement).open = i < 3)));
+
+  t.same(errors, [], 'no console error or warning');
+  t.same(requests, [`file://${file}`], 'no request but the page itself');
+
+  fs.mkdirSync(KEEP, { recursive: true });
+  const shot = path.join(KEEP, 'run-report.png');
+  await page.screenshot({ path: shot, fullPage: true });
+  fs.copyFileSync(file, path.join(KEEP, 'report.html'));
+  t.ok(fs.statSync(shot).size > 10_000, 'a screenshot was taken');
+  t.comment(`screenshot: ${shot} (report: ${path.join(KEEP, 'report.html')})`);
+});
