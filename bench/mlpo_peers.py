@@ -222,7 +222,7 @@ class SharedPrefixPeer:
                 index.append(i * p_len + prefixes[i].shape[0] - 1 if j == 0 else len(samples) * p_len + k * width + j - 1)
                 targets.append(tok)
                 row_of.append(k)
-        logits = F.linear(flat[torch.tensor(index)], m.head).float()
+        logits = F.linear(flat[torch.tensor(index)], m.m.head).float()
         targets = torch.tensor(targets)
         token_logps = logits.gather(1, targets[:, None]).squeeze(1) - logits.logsumexp(-1)
         return torch.zeros(len(answers)).index_add(0, torch.tensor(row_of), token_logps)
