@@ -78,16 +78,16 @@ async function benchPreset(preset: PresetName, a: Args): Promise<void> {
   const view = { perturb: a.perturb, ratio: HSCR_DEFAULTS.dropRatio, seed: 0 };
   const decode = (ids: number[]) => ids.join(' ');
   const tokenText = (id: number) => String(id);
-  const generation = (views: ViewLayout) => async () => {
-    const rows = await modelContrastive(model, batch, { ...view, views });
+  const generation = (views?: ViewLayout) => async () => {
+    const rows = await modelContrastive(model, batch, views ? { ...view, views } : view);
     rows.forEach((row, b) => buildDispreferred(toKernelOutput(Array.from(batch.rows[b].answer), row), decode, tokenText, { k: HSCR_DEFAULTS.k }));
   };
   const floor = async () => {
     await model.logprobs(batch);
     await model.logprobs(batch, view);
   };
-  const runs: Record<string, () => Promise<void>> = { joint: generation('joint'), split: generation('split'), floor };
-  const times: Record<string, number[]> = { joint: [], split: [], floor: [] };
+  const runs: Record<string, () => Promise<void>> = { default: generation(), joint: generation('joint'), split: generation('split'), floor };
+  const times: Record<string, number[]> = { default: [], joint: [], split: [], floor: [] };
   try {
     for (const run of Object.values(runs)) await run();
     for (let i = 0; i < a.iters; i++) {
@@ -98,8 +98,8 @@ async function benchPreset(preset: PresetName, a: Args): Promise<void> {
     const shape = `vocab ${cfg.text.vocabSize}, ${a.device} ${a.dtype}, batch ${a.batch}, prompt ${a.prompt} + ${(cfg.vision.imageSize / cfg.vision.patchSize) ** 2} visual, answer ${a.answer}, ${a.perturb} ${HSCR_DEFAULTS.dropRatio}`;
     console.log(`${preset} (${shape}), samples/s, median of ${a.iters}:`);
     console.log(`  floor (2 plain forwards)   ${rate('floor').toFixed(2)}`);
-    for (const views of ['joint', 'split']) {
-      console.log(`  generation, views ${views.padEnd(6)} ${rate(views).toFixed(2)}  ratio ${(rate(views) / rate('floor')).toFixed(3)}`);
+    for (const views of ['default', 'joint', 'split']) {
+      console.log(`  generation, views ${views.padEnd(7)} ${rate(views).toFixed(2)}  ratio ${(rate(views) / rate('floor')).toFixed(3)}`);
     }
   } finally {
     batch.pixels.dispose();

@@ -40,13 +40,14 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& x, const torch:
       cache->values[layer] = v = torch::cat({cache->values[layer], v}, 2);
     }
   }
-  if (kvHeads != heads) {  // grouped-query attention: each kv head serves heads/kvHeads query heads
-    k = k.repeat_interleave(heads / kvHeads, 1);
-    v = v.repeat_interleave(heads / kvHeads, 1);
-  }
-  auto scores = torch::matmul(q, k.transpose(-1, -2)).to(torch::kFloat) * (1.0 / std::sqrt(static_cast<double>(headDim)));
-  auto probs = torch::softmax(scores + mask, -1).to(v.dtype());
-  auto out = torch::matmul(probs, v).transpose(1, 2).reshape({B, T, heads * headDim});
+  // Grouped-query attention: query head h reads kv head h / g (g = heads / kvHeads). The g query heads of a kv
+  // head are stacked along the query axis, so each kv head is multiplied once, without copying K and V g
+  // times (and without summing g gradient copies back in the backward pass).
+  auto g = heads / kvHeads, Tk = k.size(2);
+  auto qg = q.reshape({B, kvHeads, g * T, headDim});
+  auto scores = torch::matmul(qg, k.transpose(-1, -2)).to(torch::kFloat) * (1.0 / std::sqrt(static_cast<double>(headDim)));
+  auto probs = torch::softmax(scores.view({B, kvHeads, g, T, Tk}) + mask.unsqueeze(2), -1).to(v.dtype());
+  auto out = torch::matmul(probs.view({B, kvHeads, g * T, Tk}), v).view({B, heads, T, headDim}).transpose(1, 2).reshape({B, T, heads * headDim});
   return o_proj(out);
 }
 

@@ -162,6 +162,8 @@ static Napi::Value forwardBackward(const Napi::CallbackInfo& info) {
     std::vector<int64_t> groups;
     std::vector<double> refs;
     MlpoOptions mo;
+    // MLPO rows of a sample share image and prompt: by default that prefix runs once (vlm.h).
+    bool sharedPrefix = loss == "mlpo" && optBool(spec, "sharedPrefix", true) && VlmImpl::sharedPrefixApplies(batch, p);
     if (loss == "mlpo") {
       groups = toIntList(spec.Get("groups"), "spec.groups");
       auto rv = spec.Get("referenceLogps");
@@ -179,12 +181,12 @@ static Napi::Value forwardBackward(const Napi::CallbackInfo& info) {
       if (refs.size() != batch.rows.size()) fail("E_SHAPE", "spec.referenceLogps needs one value per row", std::to_string(refs.size()));
       mo = parseMlpoOptions(spec);
     }
-    return runAsync(info.Env(), [s, batch, p, loss, scale, groups, refs, mo, autocast]() -> Reply {
+    return runAsync(info.Env(), [s, batch, p, loss, scale, groups, refs, mo, autocast, sharedPrefix]() -> Reply {
       std::lock_guard<std::mutex> lock(Model::mutexOf(s));
       torch::AutoGradMode grad(true);
       CudaAutocast amp(autocast);
       auto& vlm = Model::vlmOf(s);
-      auto tokenLogps = vlm->answerLogprobs(batch, p);
+      auto tokenLogps = sharedPrefix ? vlm->answerLogprobsSharedPrefix(batch) : vlm->answerLogprobs(batch, p);
       std::map<std::string, double> m;
       torch::Tensor seq;
       if (loss == "sft") {

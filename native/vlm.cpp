@@ -150,12 +150,97 @@ torch::Tensor VlmImpl::answerHidden(const Batch& batch, const Perturbation& p) {
   return hidden.reshape({-1, hidden.size(-1)}).index_select(0, index);
 }
 
+// log p(target) of each row of logits [N, V] without materialising log_softmax's [N, V] output twice:
+// the target's logit minus the row's logsumexp (same value, one [N, V] pass fewer forward and backward).
+static torch::Tensor targetLogprobs(const torch::Tensor& logits, const torch::Tensor& targets) {
+  return logits.gather(1, targets.unsqueeze(1)).squeeze(1) - logits.logsumexp(-1);
+}
+
 torch::Tensor VlmImpl::answerLogprobs(const Batch& batch, const Perturbation& p) {
   auto logits = language_model->logits(answerHidden(batch, p)).to(torch::kFloat);
   std::vector<int64_t> targets;
   for (const auto& r : batch.rows) targets.insert(targets.end(), r.answer.begin(), r.answer.end());
   auto t = torch::tensor(targets, torch::TensorOptions().dtype(torch::kLong)).to(logits.device());
-  return torch::log_softmax(logits, -1).gather(1, t.unsqueeze(1)).squeeze(1);
+  return targetLogprobs(logits, t);
+}
+
+bool VlmImpl::sharedPrefixApplies(const Batch& batch, const Perturbation& p) {
+  if (p.kind == PerturbKind::None) return true;
+  return std::none_of(batch.rows.begin(), batch.rows.end(), [](const Row& r) { return r.perturb; });
+}
+
+torch::Tensor VlmImpl::answerLogprobsSharedPrefix(const Batch& batch) {
+  const auto& rows = batch.rows;
+  size_t R = rows.size();
+  auto device = language_model->embed_tokens->weight.device();
+  // Groups of rows with the same image and prompt, in order of first appearance.
+  std::vector<int64_t> groupOf(R);
+  std::vector<size_t> leader;  // a row of each group
+  for (size_t r = 0; r < R; ++r) {
+    size_t g = 0;
+    while (g < leader.size() && !(rows[leader[g]].image == rows[r].image && rows[leader[g]].prompt == rows[r].prompt)) ++g;
+    if (g == leader.size()) leader.push_back(r);
+    groupOf[r] = static_cast<int64_t>(g);
+  }
+  size_t S = leader.size();
+
+  // 1. Prefixes: each group's image + prompt, right-padded, once.
+  Batch prefixBatch{batch.pixels, {}};
+  for (auto r : leader) prefixBatch.rows.push_back(Row{rows[r].image, rows[r].prompt, {}, false, 0});
+  auto visual = visualTokens(prefixBatch, Perturbation{});
+  auto pre = assemble(prefixBatch, visual, false);
+  KvCache cache;
+  auto prefixHidden = language_model->forward(pre.embeds, pre.positions, pre.valid, &cache);  // [S, P, H]
+  auto P = prefixHidden.size(1), H = prefixHidden.size(2);
+  std::vector<int64_t> prefixLen(S);
+  for (size_t g = 0; g < S; ++g) prefixLen[g] = pre.answerStart[g];  // no answer: start = length
+
+  // 2. Answers: every row's answer tokens but the last (nothing is predicted from it), right-padded,
+  //    attending to its group's prefix keys/values (copied per row; index_select keeps the gradient path).
+  int64_t L = 0;
+  for (const auto& r : rows) L = std::max<int64_t>(L, static_cast<int64_t>(r.answer.size()) - 1);
+  torch::Tensor answerHiddenFlat;
+  if (L > 0) {
+    std::vector<int64_t> ids(R * L, 0), pos(R * L, 0);
+    std::vector<uint8_t> valid(R * L, 0);
+    for (size_t r = 0; r < R; ++r) {
+      auto n = static_cast<int64_t>(rows[r].answer.size()) - 1;
+      for (int64_t k = 0; k < n; ++k) {
+        ids[r * L + k] = rows[r].answer[k];
+        pos[r * L + k] = prefixLen[groupOf[r]] + k;
+        valid[r * L + k] = 1;
+      }
+    }
+    auto longOpts = torch::TensorOptions().dtype(torch::kLong);
+    auto R64 = static_cast<int64_t>(R);
+    auto idsT = torch::tensor(ids, longOpts).view({R64, L}).to(device);
+    auto posT = torch::tensor(pos, longOpts).view({R64, L}).to(device);
+    auto validT = torch::tensor(std::vector<int64_t>(valid.begin(), valid.end()), longOpts).view({R64, L}).to(torch::kBool).to(device);
+    auto gi = torch::tensor(groupOf, longOpts).to(device);
+    KvCache rowCache;
+    for (size_t l = 0; l < cache.keys.size(); ++l) {
+      rowCache.keys.push_back(cache.keys[l].index_select(0, gi));
+      rowCache.values.push_back(cache.values[l].index_select(0, gi));
+    }
+    rowCache.positions = cache.positions.index_select(0, gi);
+    rowCache.valid = cache.valid.index_select(0, gi);
+    auto h = language_model->forward(language_model->embed(idsT), posT, validT, &rowCache);  // [R, L, H]
+    answerHiddenFlat = h.reshape({-1, H});
+  }
+
+  // 3. The hidden state that predicts each answer token: the prefix's last for the first, else the answer pass.
+  std::vector<int64_t> idx, targets;
+  for (size_t r = 0; r < R; ++r) {
+    const auto& a = rows[r].answer;
+    for (size_t k = 0; k < a.size(); ++k) {
+      idx.push_back(k == 0 ? groupOf[r] * P + prefixLen[groupOf[r]] - 1 : static_cast<int64_t>(S) * P + static_cast<int64_t>(r) * L + static_cast<int64_t>(k) - 1);
+      targets.push_back(a[k]);
+    }
+  }
+  auto all = answerHiddenFlat.defined() ? torch::cat({prefixHidden.reshape({-1, H}), answerHiddenFlat}, 0) : prefixHidden.reshape({-1, H});
+  auto index = torch::tensor(idx, torch::TensorOptions().dtype(torch::kLong)).to(device);
+  auto logits = language_model->logits(all.index_select(0, index)).to(torch::kFloat);
+  return targetLogprobs(logits, torch::tensor(targets, torch::TensorOptions().dtype(torch::kLong)).to(device));
 }
 
 // Greedy argmax, or temperature + nucleus (top-p) sampling from a seeded generator.

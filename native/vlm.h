@@ -51,6 +51,13 @@ struct VlmImpl : torch::nn::Module {
   torch::Tensor answerHidden(const Batch& batch, const Perturbation& p);
   // log p(answer token) for every answer token, rows concatenated: [ΣA] (autograd follows the grad mode).
   torch::Tensor answerLogprobs(const Batch& batch, const Perturbation& p);
+  // The same log-probs, [ΣA] in row order, computed with each shared prefix (image + prompt) run once: rows
+  // with the same image and prompt (MLPO's chosen and rejected answers) form a group; the prefixes of all
+  // groups go through the decoder in one call, then every row's answer attends to its group's cached
+  // keys/values in a second call. Autograd flows through the cache, so LoRA on the prefix is trained.
+  // Needs unperturbed rows (sharedPrefixApplies); LoRA dropout then draws one mask per prefix, not per row.
+  torch::Tensor answerLogprobsSharedPrefix(const Batch& batch);
+  static bool sharedPrefixApplies(const Batch& batch, const Perturbation& p);
   Generation generate(const Batch& batch, const Perturbation& p, const GenerateOptions& o);
 
   // Adapters on/off everywhere (off = the frozen reference policy).

@@ -102,7 +102,7 @@ export function registerGenerateCommands(program: Command): void {
     .option('--plausibility <rule>', `which view the α cut uses: ${PLAUSIBILITY_RULES.join(', ')}`, choice('--plausibility', PLAUSIBILITY_RULES), 'alpha-drop' as const)
     .option('--schedule <s>', "tokens replaced per answer: 'spread' (ceil(i·n/k)) or 'prefix' (i)", choice('--schedule', ['spread', 'prefix'] as const), d.dispreferredSchedule)
     .option('--mode <mode>', "'ranked' (k answers, for MLPO) or 'binary' (only the most replaced one, for DPO)", choice('--mode', ['ranked', 'binary'] as const), 'ranked' as const)
-    .option('--views <layout>', "'joint' (both views in one forward batch) or 'split' (one decoder batch per view, shared image encoding; faster when visual tokens dominate)", choice('--views', ['joint', 'split'] as const), 'joint' as const)
+    .option('--views <layout>', "'split' (one decoder batch per view, shared image encoding; the faster) or 'joint' (both views in one forward batch, dropped rows padded)", choice('--views', ['joint', 'split'] as const), 'split' as const)
     .option('--device <d>', 'cpu, cuda or cuda:N')
     .option('--dtype <t>', 'float32, bfloat16 or float16', choice('--dtype', ['float32', 'bfloat16', 'float16'] as const))
     .option('--truncate', "shorten questions that do not fit the model's context (default: refuse them)")

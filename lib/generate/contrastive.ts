@@ -90,10 +90,12 @@ export interface ModelContrastiveOptions extends ContrastiveOptions {
   /** A row's drop seed defaults to seed + its image index, as in model.logprobs. */
   seed?: number;
   /**
-   * 'joint' (default, the issue's design): both views of every row in ONE batched forward pass. 'split': the
-   * image encoding is still shared, but each view is its own decoder batch, so the dropped view's shorter
-   * rows are not padded to the full view's length — faster when visual tokens dominate the sequence
-   * (bench/generate.ts measures both).
+   * 'split' (default): the image encoding is shared, and each view is its own decoder batch, so the dropped
+   * view's shorter rows are not padded to the full view's length. 'joint': both views of every row in ONE
+   * batched forward pass, the dropped rows padded to the full view's length. With 70% of the visual tokens
+   * dropped that padding roughly doubles the decoder's work, and fewer, larger calls do not win it back at
+   * any image size measured (64, 196 and 576 visual tokens: bench/generate.ts, bench/RESULTS.md), so split
+   * is the default whatever the input.
    */
   views?: ViewLayout;
   /** Tests only: also return each row's two [answer tokens, V] logit tensors. */
@@ -170,7 +172,7 @@ export async function modelContrastive(
     perturb: opts.perturb ?? 'token',
     ratio: opts.ratio ?? HSCR_DEFAULTS.dropRatio,
     seed: opts.seed ?? 0,
-    views: opts.views ?? 'joint',
+    views: opts.views ?? 'split',
     debugLogits: opts.debugLogits ?? false,
   });
 }

@@ -1,6 +1,6 @@
 /**
  * `hscr generate`: HSCR's preference data (paper §3.1). For each {id, image, question, answer} record the
- * SFT model is teacher-forced on the answer y_w under both views in one batched forward pass; the native
+ * SFT model is teacher-forced on the answer y_w under both views (sharing one image encoding); the native
  * kernel finds the n sensitive positions and their replacement candidates; buildDispreferred turns them
  * into k dispreferred answers of growing wrongness. One prefs.jsonl line per sample, streamed through the
  * resumable writer (ids already in the output are skipped).

@@ -57,6 +57,11 @@ export interface MlpoSpec {
   lambdaExplicit: number;
   lambdaImplicit: number;
   pairWeighting: 'sum' | 'mean';
+  /**
+   * Rows of a sample share image and prompt: run that prefix once and the answers over its cached
+   * keys/values (default true; false = every row a full sequence, the cross-check path).
+   */
+  sharedPrefix?: boolean;
 }
 
 export interface NativeOptimizer {
