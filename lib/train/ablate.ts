@@ -21,7 +21,7 @@
  *     "phantom": {"train": 4000, "test": 3000, "seed": 7, "size": 64, "val": 600,
  *                 "instruct": {"train": 2000, "val": 200, "test": 500}},
  *     "preset": "tiny",
- *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 4, "batch": 8},
+ *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 2, "batch": 8},
  *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16, "limit": 2000},
  *     "rerank": {"j": 3, "minGap": 0.1},
  *     "train": {"lr": 1e-3, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
@@ -85,7 +85,9 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   phantom: { train: 4000, test: 3000, seed: 7, size: 64, val: 600, instruct: { train: 2000, val: 200, test: 500 } },
   preset: 'tiny',
   // A random tiny model needs full fine-tuning and a large lr to learn the phantom answers at all (loss 5.3 → ~0.2).
-  sft: { finetune: 'full', lr: 2e-3, epochs: 4, batch: 8 },
+  // 4000 VQA + 2000 instruction items × 2 epochs = 12k samples (the VQA-only recipe saw 16k): the loss
+  // reaches ~0.25 and the answers are fluent (measured: 332 CPU-seconds on 2 cores).
+  sft: { finetune: 'full', lr: 2e-3, epochs: 2, batch: 8 },
   // The paper's budget: preference data from 2,000 entries of the instruction split (long answers with several
   // facts, where token replacement and similarity ranking mean something).
   generate: { k: 6, n: 10, beta: 0.9, ratio: 0.7, perturb: 'token', batch: 16, limit: 2000 },
