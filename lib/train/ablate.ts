@@ -23,7 +23,7 @@
  *     "preset": "tiny",
  *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 2, "batch": 8},
  *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16, "limit": 2000},
- *     "rerank": {"j": 3, "minGap": 0.1},
+ *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
  *     "train": {"lr": 1e-3, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
  *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "figure4": true, "bootstrap": 2000},
  *     "tables": ["main", "levels", "strategy", "ratio"],
@@ -40,7 +40,7 @@ import { checkVariant, type MetricVariant } from '../eval/metrics';
 import { evaluate, type EvaluationResult } from '../eval/run';
 import { generateFile } from '../generate/pipeline';
 import { loadPredictor } from '../model/predictor';
-import { rerankFile } from '../rerank/rerank';
+import { rerankFile, type GapScale } from '../rerank/rerank';
 import { applyAdapter } from './adapter';
 import type { MlpoLossKind } from './config';
 import { finalAdapterDir, finalModelDir, hasAdapter } from './loop';
@@ -65,7 +65,7 @@ export interface AblationConfig {
   sft: { finetune: 'lora' | 'full'; lr: number; epochs: number; batch: number };
   /** `limit`: the first this many training records get preference data (the SFT set may be much larger). */
   generate: { k: number; n: number; beta: number; ratio: number; perturb: Strategy; batch: number; limit: number };
-  rerank: { j: number; minGap: number };
+  rerank: { j: number; minGap: number; gapScale: GapScale };
   train: { lr: number; epochs: number; batch: number; gamma: number; loraR: number; loraAlpha: number; loraDropout: number };
   eval: { batch: number; maxNewTokens: number; variant: MetricVariant; figure4: boolean; bootstrap: number };
   tables: TableName[];
@@ -91,7 +91,10 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   // The paper's budget: preference data from 2,000 entries of the instruction split (long answers with several
   // facts, where token replacement and similarity ranking mean something).
   generate: { k: 6, n: 10, beta: 0.9, ratio: 0.7, perturb: 'token', batch: 16, limit: 2000 },
-  rerank: { j: 3, minGap: 0.1 },
+  // Long instruction answers: the k answers' raw similarities to y_w lie within ~0.05 of each other, so a raw
+  // 0.1 gap keeps one answer in 489 of 500 lists (measured) and MLPO degenerates to DPO; the gap is read on
+  // similarities rescaled over each list instead (see GapScale).
+  rerank: { j: 3, minGap: 0.1, gapScale: 'list' },
   // The paper's 5e-7 is for a 7B model; a 2M-parameter one barely moves below ~1e-4, and forgets to stop above ~3e-3.
   train: { lr: 1e-3, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
   // Instruction answers run to 48 tokens (+ EOS); VQA answers stop at EOS after a few.
@@ -295,7 +298,7 @@ async function ensurePreferences(ctx: SeedContext, sftModel: string, perturb: St
   fs.mkdirSync(dir, { recursive: true });
   const g = ctx.c.generate;
   const generated = await generateFile(sftModel, ctx.data.prefSource, prefs, { k: g.k, n: g.n, beta: g.beta, ratio, perturb, seed: ctx.seed, batchSize: g.batch, limit: g.limit, quiet: true });
-  const reranked = await rerankFile(prefs, ranked, { j: ctx.c.rerank.j, minGap: ctx.c.rerank.minGap, mode: 'ranked', quiet: true });
+  const reranked = await rerankFile(prefs, ranked, { j: ctx.c.rerank.j, minGap: ctx.c.rerank.minGap, gapScale: ctx.c.rerank.gapScale, mode: 'ranked', quiet: true });
   await rerankFile(prefs, binary, { mode: 'binary', quiet: true });
   fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify(preferenceStats(prefs, ranked, generated.candidatesHistogram, reranked.keptHistogram), null, 2)}\n`);
   fs.writeFileSync(done, '');
@@ -440,7 +443,7 @@ function cell(values: (number | null)[]): string {
 }
 
 const TITLES: Record<TableName, string> = {
-  main: 'Table 1/3 — SFT vs binary DPO vs HSCR',
+  main: 'Tables 1–3 — SFT vs binary DPO vs oracle DPO vs HSCR',
   levels: 'Table 4 — preference levels',
   strategy: 'Table 5 — how the degraded view is made',
   ratio: 'Table 6 — share of the visual input dropped',
@@ -452,11 +455,13 @@ export function formatAblation(c: AblationConfig, tables: TableName[], scores: V
   const seeds = [...new Set(scores.map((s) => s.seed))];
   const out: string[] = [`phantom benchmark: ${c.phantom.train} train / ${c.phantom.test} test, ${c.preset} preset, seeds ${seeds.join(', ')} (mean ± std, %; metric variant ${c.eval.variant})`];
   for (const t of tables) {
-    out.push('', `### ${TITLES[t]}`, '', '| Method | Open (recall) | Closed (accuracy) | train rewards/accuracies (explicit / implicit) |', '| --- | ---: | ---: | ---: |');
+    out.push('', `### ${TITLES[t]}`, '', '| Method | Open (recall) | Closed (accuracy) | Hallucination (judge) | Judge F1 | Figure-4 gap (nats) | train rewards/accuracies (explicit / implicit) |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const v of rows[t]) {
       const mine = scores.filter((s) => s.key === v.key);
       const acc = v.loss === 'sft' ? '–' : `${cell(mine.map((s) => s.explicitAccuracy ?? null))} / ${cell(mine.map((s) => s.implicitAccuracy ?? null))}`;
-      out.push(`| ${v.label} | ${cell(mine.map((s) => s.open))} | ${cell(mine.map((s) => s.closed))} | ${acc} |`);
+      const gap = meanStd(mine.map((s) => s.gap).filter((g): g is number => typeof g === 'number'));
+      const judge = `${cell(mine.map((s) => s.judge?.hallucinationRate ?? null))} | ${cell(mine.map((s) => s.judge?.f1 ?? null))}`;
+      out.push(`| ${v.label} | ${cell(mine.map((s) => s.open))} | ${cell(mine.map((s) => s.closed))} | ${judge} | ${gap ? `${gap.mean.toFixed(2)} ± ${gap.std.toFixed(2)}` : '–'} | ${acc} |`);
     }
   }
   return out.join('\n');
