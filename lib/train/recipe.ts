@@ -180,7 +180,7 @@ export function formatRecipe(s: RecipeSummary): string {
   const out: string[] = [];
   const seeds = `seeds ${s.seeds.join(', ')}: mean ± std over seeds; Δ = method − SFT with a paired-bootstrap 95% interval over test items`;
   out.push(`### Table 1 — phantom VQA test (${s.items.closed} closed, ${s.items.open} open questions; ${seeds})`, '');
-  out.push('| Method | Closed (accuracy) | Δ closed vs SFT | Open (recall) | Δ open vs SFT |', '| --- | ---: | ---: | ---: | ---: |');
+  out.push('| Method | Closed (accuracy) | Δ closed vs SFT | Open (token recall) | Δ open vs SFT |', '| --- | ---: | ---: | ---: | ---: |');
   for (const r of s.rows) out.push(`| ${r.label} | ${cell(r.metrics.closed)} | ${formatDifference(r.metrics.closed?.vsSft)} | ${cell(r.metrics.open)} | ${formatDifference(r.metrics.open?.vsSft)} |`);
   out.push('', `### Table 2 — instruction test (${s.items.instruction} prompts), exact judge: attribute precision, recall, F1, hallucination rate (CHAIR-style, lower is better)`, '');
   out.push('| Method | Precision | Recall | F1 | Hallucination | Δ hallucination vs SFT | Δ recall vs SFT | unparsed answers |', '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
