@@ -35,6 +35,8 @@ export const HSCR_DEFAULTS = {
   j: 3,
   /** §3.2: minimum pairwise similarity gap between kept answers. */
   minGap: 0.1,
+  /** §3.2: the gap is read on raw similarities (the paper's literal reading); 'list' rescales per list (lib/rerank/rerank.ts). */
+  gapScale: 'raw' as 'raw' | 'list',
   /** §3.3: reward scale γ in r(y) = γ·(log πθ − log πsft). */
   gamma: 0.1,
   /** §3.3: weights of the explicit and implicit terms, L = λE·L_E + λI·L_I. */

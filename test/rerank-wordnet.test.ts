@@ -26,3 +26,12 @@ t.test('text similarity: semantic near-misses score between exact and unrelated'
   const fallback = wordnetWordSimilarity(wn, () => 0.25);
   t.equal(fallback('qzxv', 'lung'), 0.25, 'the fallback answers for words WordNet lacks');
 });
+
+t.test('gap on list-rescaled similarities keeps spaced answers of long texts', async (t) => {
+  const { rerank } = await import('../lib/rerank/rerank');
+  const record = { id: 'a', image: 'x.png', question: 'q', chosen: 'y', candidates: [0.99, 0.985, 0.97, 0.96, 0.95].map((s) => ({ text: String(s), replacements: [] })) };
+  const sim = (_a: string, b: string) => Number(b);
+  t.same(rerank(record, sim, { j: 3, minGap: 0.1 }).record.rejected.map((c) => c.text), ['0.99'], 'raw: all within 0.05, one kept');
+  t.same(rerank(record, sim, { j: 3, minGap: 0.1, gapScale: 'list' }).record.rejected.map((c) => c.text), ['0.99', '0.985', '0.97'], 'rescaled: 1, 0.875, 0.5, … are 0.1 apart');
+  t.throws(() => rerank(record, sim, { gapScale: 'log' as never }), { code: 'E_ARG' });
+});

@@ -111,7 +111,7 @@ t.test('ablation config and tables', async (t) => {
   t.throws(() => resolveAblationConfig({ tabels: [] }, 'a.json'), { code: 'E_CONFIG', message: /a\.json: "tabels"/ });
   t.throws(() => resolveAblationConfig({ ratios: [0.7, 1.5] }), { code: 'E_CONFIG' });
   const rows = tableRows(c);
-  t.same(rows.main.map((v) => v.key), ['sft', 'dpo', 'hscr']);
+  t.same(rows.main.map((v) => v.key), ['sft', 'dpo', 'oracle', 'hscr'], 'the oracle-DPO positive control sits beside the baselines');
   t.same(rows.ratio.map((v) => v.key), ['hscr-token-0.3', 'hscr-token-0.5', 'hscr', 'hscr-token-0.9'], 'the default ratio is the main HSCR run');
   const s = meanStd([0.5, 0.7, 0.6])!;
   t.ok(Math.abs(s.mean - 0.6) < 1e-12 && Math.abs(s.std - 0.1) < 1e-12, 'sample std');
@@ -120,7 +120,7 @@ t.test('ablation config and tables', async (t) => {
     { seed: 2, key: 'sft', closed: 0.7, open: 0.35 },
     { seed: 1, key: 'hscr', closed: 0.6, open: null, explicitAccuracy: 0.9 },
   ]);
-  t.match(text, /\| SFT \| 30\.00 ± 7\.07 \| 60\.00 ± 14\.14 \| – \|/);
-  t.match(text, /\| HSCR \| – \| 60\.00 ± 0\.00 \| 90\.00 ± 0\.00 \/ – \|/);
+  t.match(text, /\| SFT \| 30\.00 ± 7\.07 \| 60\.00 ± 14\.14 \| – \| – \| – \| – \|/);
+  t.match(text, /\| HSCR \| – \| 60\.00 ± 0\.00 \| – \| – \| – \| 90\.00 ± 0\.00 \/ – \|/);
   t.match(text, /\| DPO \(binary\) \| – \| – \|/);
 });

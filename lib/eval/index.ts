@@ -5,3 +5,7 @@ export * from './predictions';
 export * from './table';
 export * from './run';
 export * from './gpt-review';
+export * from './judge';
+export * from './bootstrap';
+export * from './swap';
+export * from './figure4';

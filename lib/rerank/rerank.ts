@@ -17,10 +17,20 @@ import { openWordNet, wordnetDir, wordnetWordSimilarity } from './wordnet';
 /** 'ranked': up to j spaced answers for MLPO; 'binary': the single least similar answer, for the DPO baseline. */
 export type RerankMode = 'ranked' | 'binary';
 
+/**
+ * What the min gap is measured on. 'raw' (the paper's literal reading): the similarities themselves.
+ * 'list': similarities rescaled to [0, 1] over each sample's candidates (min–max), so the gap asks for answers
+ * spread across the list's own range. Long answers need it: the k answers of a 20–60-token y_w differ from it
+ * in 2–10 tokens, so their raw similarities all lie within ~0.05 of each other and a 0.1 gap keeps one answer
+ * per list (measured on the phantom instruction split: 489 of 500 lists), which turns MLPO into DPO.
+ */
+export type GapScale = 'raw' | 'list';
+
 export interface RerankOptions {
   j?: number;
   minGap?: number;
   mode?: RerankMode;
+  gapScale?: GapScale;
 }
 
 export interface RerankResult {
@@ -60,10 +70,19 @@ function checkOptions(opts: RerankOptions): Required<RerankOptions> {
   const j = opts.j ?? HSCR_DEFAULTS.j;
   const minGap = opts.minGap ?? HSCR_DEFAULTS.minGap;
   const mode = opts.mode ?? 'ranked';
+  const gapScale = opts.gapScale ?? HSCR_DEFAULTS.gapScale;
+  if (gapScale !== 'raw' && gapScale !== 'list') throw new HscrError("rerank: gapScale must be 'raw' or 'list'", 'E_ARG', gapScale);
   if (!Number.isInteger(j) || j < 1) throw new HscrError('rerank: j must be a positive integer', 'E_ARG', j);
   if (!Number.isFinite(minGap) || minGap < 0) throw new HscrError('rerank: minGap must be a number ≥ 0', 'E_ARG', minGap);
   if (mode !== 'ranked' && mode !== 'binary') throw new HscrError("rerank: mode must be 'ranked' or 'binary'", 'E_ARG', mode);
-  return { j, minGap, mode };
+  return { j, minGap, mode, gapScale };
+}
+
+/** Similarities rescaled to [0, 1] over the list (all equal → all 1). */
+function listScaled(similarities: number[]): number[] {
+  const lo = Math.min(...similarities);
+  const hi = Math.max(...similarities);
+  return similarities.map((v) => (hi > lo ? (v - lo) / (hi - lo) : 1));
 }
 
 /** Candidates with their similarity to y_w, most similar first; ties keep the generator's order. */
@@ -80,9 +99,10 @@ function scored(record: PrefRecord, similarity: TextSimilarity): RankedCandidate
 
 /** Re-ranks one sample's candidates; the record keeps every other field, `rejected` replaces `candidates`. */
 export function rerank(record: PrefRecord, similarity: TextSimilarity, opts: RerankOptions = {}): RerankResult {
-  const { j, minGap, mode } = checkOptions(opts);
+  const { j, minGap, mode, gapScale } = checkOptions(opts);
   const ranked = scored(record, similarity);
-  const rejected = mode === 'binary' ? ranked.slice(-1) : selectSpaced(ranked.map((c) => c.similarity), j, minGap).map((i) => ranked[i]);
+  const sims = ranked.map((c) => c.similarity);
+  const rejected = mode === 'binary' ? ranked.slice(-1) : selectSpaced(gapScale === 'list' ? listScaled(sims) : sims, j, minGap).map((i) => ranked[i]);
   const { candidates: _candidates, ...rest } = record;
   return { record: { ...rest, rejected }, shortfall: rejected.length < (mode === 'binary' ? 1 : j) };
 }

@@ -72,8 +72,9 @@ const FOLLOW_UPS = ['describe the findings.', 'what abnormality is seen, if any?
 const NUMBER_WORD = ['no', 'one', 'two', 'three'] as const;
 const MODALITY_NOUN: Record<PhantomModality, string> = { ct: 'ct scan', mri: 'mri', 'x-ray': 'x-ray', pathology: 'pathology slide' };
 
-function article(word: string): string {
-  return /^[aeiou]/.test(word) || word === 'mri' || word === 'x-ray' ? 'an' : 'a';
+/** "an axial …", "an mri …", "an x-ray …", "a ct …": by the first word's sound. */
+function article(phrase: string): string {
+  return /^([aeiou]|mri\b|x-ray\b)/.test(phrase) ? 'an' : 'a';
 }
 
 /** "axial ct scan of the chest", "chest x-ray", "pathology slide of tissue". */
@@ -110,7 +111,7 @@ function singleSentences(f: PhantomFinding, rng: Rng): string[] {
   const main = rng.pick([
     [`there is a ${f.size} ${f.shape} lesion in the ${p}.`],
     [`a ${f.size} ${f.shape} lesion is seen in the ${p}.`],
-    [`the ${p} shows a ${f.shape} lesion, which is ${f.size}.`],
+    [`the ${p} shows ${article(f.shape)} ${f.shape} lesion, which is ${f.size}.`],
     [`one lesion is present.`, `it is ${f.size} and ${f.shape} and lies in the ${p}.`],
     [`there is one lesion, in the ${p}.`, `the lesion is ${f.shape} and ${f.size}.`],
   ]);
