@@ -1,58 +1,123 @@
 /** hscr: Hierarchical Self-Contrastive Rewarding for vision-language models. */
 export { HscrError, type HscrErrorCode } from './errors';
+import { withArgTypes } from './util/args';
 export { HSCR_DEFAULTS } from './config';
-export { native, addonLocation, setThreads, resolveThreads, type Tensor, type DType, type RuntimeInfo } from './native';
-export { tensor, matmul, randn, toBfloat16Bits, fromBfloat16Bits } from './tensor';
+export { native, addonLocation, type Tensor, type DType, type RuntimeInfo } from './native';
+import { setThreads as setThreadsUnchecked, resolveThreads as resolveThreadsUnchecked } from './native';
+import { tensor as tensorUnchecked, matmul as matmulUnchecked, randn as randnUnchecked, toBfloat16Bits as toBfloat16BitsUnchecked, fromBfloat16Bits as fromBfloat16BitsUnchecked } from './tensor';
 export { doctor, type DoctorReport } from './doctor';
-export {
-  resolveSftConfig,
-  resolveMlpoConfig,
-  type TrainConfig,
-  type MlpoConfig,
-  type LoraConfig,
-  type MlpoLossKind,
-  type TermSchedule,
-} from './train/config';
-export { learningRateAt, lrFactor, termWeightAt, type LrSchedule } from './train/schedule';
-export { addLoraAdapters, adaptedModules, applyAdapter, loadAdapter, saveAdapter, saveModelFolder, type AdapterInfo } from './train/adapter';
-export { runTraining, planSteps, type TrainingTask, type TrainResult, type RunOptions } from './train/loop';
-export { runSft, createSftTask, type SftRunOptions } from './train/sft';
-export {
-  mlpoLoss,
-  runMlpo,
-  createMlpoTask,
-  loadPreferences,
-  referenceLogps,
-  preferenceAccuracy,
-  preferenceFileAccuracy,
-  type MlpoRunOptions,
-  type MlpoRunResult,
-  type PreferenceAccuracy,
-} from './train/mlpo';
-export { launchWorkers, initDistributed, distEnvFrom, type DistContext, type LaunchOptions } from './train/launcher';
-export { runAblation, type AblationConfig, type AblationResult } from './train/ablate';
+export { type TrainConfig, type MlpoConfig, type LoraConfig, type MlpoLossKind, type TermSchedule } from './train/config';
+import { resolveSftConfig as resolveSftConfigUnchecked, resolveMlpoConfig as resolveMlpoConfigUnchecked } from './train/config';
+export { type LrSchedule } from './train/schedule';
+import { learningRateAt as learningRateAtUnchecked, lrFactor as lrFactorUnchecked, termWeightAt as termWeightAtUnchecked } from './train/schedule';
+export { type AdapterInfo } from './train/adapter';
+import { addLoraAdapters as addLoraAdaptersUnchecked, adaptedModules as adaptedModulesUnchecked, applyAdapter as applyAdapterUnchecked, loadAdapter as loadAdapterUnchecked, saveAdapter as saveAdapterUnchecked, saveModelFolder as saveModelFolderUnchecked } from './train/adapter';
+export { type TrainingTask, type TrainResult, type RunOptions } from './train/loop';
+import { runTraining as runTrainingUnchecked, planSteps as planStepsUnchecked } from './train/loop';
+export { type SftRunOptions } from './train/sft';
+import { runSft as runSftUnchecked, createSftTask as createSftTaskUnchecked } from './train/sft';
+export { type MlpoRunOptions, type MlpoRunResult, type PreferenceAccuracy } from './train/mlpo';
+import { mlpoLoss as mlpoLossUnchecked, runMlpo as runMlpoUnchecked, createMlpoTask as createMlpoTaskUnchecked, loadPreferences as loadPreferencesUnchecked, referenceLogps as referenceLogpsUnchecked, preferenceAccuracy as preferenceAccuracyUnchecked, preferenceFileAccuracy as preferenceFileAccuracyUnchecked } from './train/mlpo';
+export { type DistContext, type LaunchOptions } from './train/launcher';
+import { launchWorkers as launchWorkersUnchecked, initDistributed as initDistributedUnchecked, distEnvFrom as distEnvFromUnchecked } from './train/launcher';
+export { type AblationConfig, type AblationResult } from './train/ablate';
+import { runAblation as runAblationUnchecked } from './train/ablate';
 
 // Model: the native VLM, its config/checkpoint layouts, tokenizer, template and image preprocessing.
-export { VisionLanguageModel, keptVisualTokens, type Batch, type BatchRow, type PerturbKind, type GenerateOptions as ModelGenerateOptions } from './model/vlm';
-export { loadModelBundle, batchOf, generateAnswers, encodeRecord, type ModelBundle } from './model/bundle';
-export { readModelConfig, writeModelConfig, type ModelConfig } from './model/config';
-export { presetConfig, parameterCount, type PresetName } from './model/presets';
-export { loadTokenizer, HscrTokenizer } from './model/tokenizer';
-export { encodeExample, renderConversation } from './model/template';
-export { loadImages, preprocessImage, readPreprocessing } from './model/image';
-export { readSafetensors, writeSafetensors, safetensorsKeys } from './model/safetensors';
-export { loadPredictor } from './model/predictor';
+export { VisionLanguageModel, type Batch, type BatchRow, type PerturbKind, type GenerateOptions as ModelGenerateOptions } from './model/vlm';
+import { keptVisualTokens as keptVisualTokensUnchecked } from './model/vlm';
+export { type ModelBundle } from './model/bundle';
+import { loadModelBundle as loadModelBundleUnchecked, batchOf as batchOfUnchecked, generateAnswers as generateAnswersUnchecked, encodeRecord as encodeRecordUnchecked } from './model/bundle';
+export { type ModelConfig } from './model/config';
+import { readModelConfig as readModelConfigUnchecked, writeModelConfig as writeModelConfigUnchecked } from './model/config';
+export { type PresetName } from './model/presets';
+import { presetConfig as presetConfigUnchecked, parameterCount as parameterCountUnchecked } from './model/presets';
+export { HscrTokenizer } from './model/tokenizer';
+import { loadTokenizer as loadTokenizerUnchecked } from './model/tokenizer';
+import { encodeExample as encodeExampleUnchecked, renderConversation as renderConversationUnchecked } from './model/template';
+import { loadImages as loadImagesUnchecked, preprocessImage as preprocessImageUnchecked, readPreprocessing as readPreprocessingUnchecked } from './model/image';
+import { readSafetensors as readSafetensorsUnchecked, writeSafetensors as writeSafetensorsUnchecked, safetensorsKeys as safetensorsKeysUnchecked } from './model/safetensors';
+import { loadPredictor as loadPredictorUnchecked } from './model/predictor';
 
 // Data: the phantom benchmark and the real benchmarks' loaders.
-export { generatePhantom, phantomCorpus, loadDataset, type VqaRecord } from './data';
+export { phantomCorpus, type VqaRecord } from './data';
+import { generatePhantom as generatePhantomUnchecked, loadDataset as loadDatasetUnchecked } from './data';
 
 // HSCR preference data (§3.1) and re-ranking (§3.2).
-export { contrastiveScores, modelContrastive } from './generate/contrastive';
-export { generatePreferences, generateFile } from './generate/pipeline';
-export { buildDispreferred } from './generate/dispreferred';
-export { rerank, rerankFile } from './rerank/rerank';
-export { corleyMihalcea, idfFromCorpus, embeddingWordSimilarity } from './rerank/similarity';
+import { contrastiveScores as contrastiveScoresUnchecked, modelContrastive as modelContrastiveUnchecked } from './generate/contrastive';
+import { generatePreferences as generatePreferencesUnchecked, generateFile as generateFileUnchecked } from './generate/pipeline';
+import { buildDispreferred as buildDispreferredUnchecked } from './generate/dispreferred';
+import { rerank as rerankUnchecked, rerankFile as rerankFileUnchecked } from './rerank/rerank';
+import { corleyMihalcea as corleyMihalceaUnchecked, idfFromCorpus as idfFromCorpusUnchecked, embeddingWordSimilarity as embeddingWordSimilarityUnchecked } from './rerank/similarity';
 
 // Evaluation as LLaVA-Med does it.
-export { evaluate } from './eval/run';
-export { scorePredictions } from './eval/metrics';
+import { evaluate as evaluateUnchecked } from './eval/run';
+import { scorePredictions as scorePredictionsUnchecked } from './eval/metrics';
+
+// The public functions with their argument types checked (lib/util/args.ts): a wrong type is an E_ARG.
+export const setThreads = withArgTypes('setThreads', ['number?'], setThreadsUnchecked);
+export const resolveThreads = withArgTypes('resolveThreads', ['number?', 'object?'], resolveThreadsUnchecked);
+export const tensor = withArgTypes('tensor', ['typedarray', 'array', 'string?'], tensorUnchecked);
+export const matmul = withArgTypes('matmul', ['object', 'object'], matmulUnchecked, true);
+export const randn = withArgTypes('randn', ['array', 'object?'], randnUnchecked);
+export const toBfloat16Bits = withArgTypes('toBfloat16Bits', ['typedarray'], toBfloat16BitsUnchecked);
+export const fromBfloat16Bits = withArgTypes('fromBfloat16Bits', ['typedarray'], fromBfloat16BitsUnchecked);
+export const resolveSftConfig = withArgTypes('resolveSftConfig', ['object'], resolveSftConfigUnchecked);
+export const resolveMlpoConfig = withArgTypes('resolveMlpoConfig', ['object'], resolveMlpoConfigUnchecked);
+export const learningRateAt = withArgTypes('learningRateAt', ['number', 'object'], learningRateAtUnchecked);
+export const lrFactor = withArgTypes('lrFactor', ['number', 'object'], lrFactorUnchecked);
+export const termWeightAt = withArgTypes('termWeightAt', ['number', 'number', 'object'], termWeightAtUnchecked);
+export const addLoraAdapters = withArgTypes('addLoraAdapters', ['model', 'object', 'number'], addLoraAdaptersUnchecked);
+export const adaptedModules = withArgTypes('adaptedModules', ['model'], adaptedModulesUnchecked);
+export const applyAdapter = withArgTypes('applyAdapter', ['model', 'string', 'object?'], applyAdapterUnchecked);
+export const loadAdapter = withArgTypes('loadAdapter', ['model', 'string', 'object?'], loadAdapterUnchecked);
+export const saveAdapter = withArgTypes('saveAdapter', ['model', 'string', 'object', 'string|null?'], saveAdapterUnchecked);
+export const saveModelFolder = withArgTypes('saveModelFolder', ['model', 'string', 'string'], saveModelFolderUnchecked);
+export const runTraining = withArgTypes('runTraining', ['model', 'object', 'object', 'object?'], runTrainingUnchecked);
+export const planSteps = withArgTypes('planSteps', ['number', 'object', 'number'], planStepsUnchecked);
+export const runSft = withArgTypes('runSft', ['object'], runSftUnchecked);
+export const createSftTask = withArgTypes('createSftTask', ['object', 'array', 'string'], createSftTaskUnchecked);
+export const mlpoLoss = withArgTypes('mlpoLoss', ['object', 'object?'], mlpoLossUnchecked, true);
+export const runMlpo = withArgTypes('runMlpo', ['object'], runMlpoUnchecked);
+export const createMlpoTask = withArgTypes('createMlpoTask', ['object', 'array', 'object', 'object', 'object', 'object?'], createMlpoTaskUnchecked);
+export const loadPreferences = withArgTypes('loadPreferences', ['object', 'string'], loadPreferencesUnchecked);
+export const referenceLogps = withArgTypes('referenceLogps', ['model', 'object', 'array', 'object'], referenceLogpsUnchecked);
+export const preferenceAccuracy = withArgTypes('preferenceAccuracy', ['object', 'array', 'object', 'object', 'number?'], preferenceAccuracyUnchecked);
+export const preferenceFileAccuracy = withArgTypes('preferenceFileAccuracy', ['string', 'string', 'string', 'object'], preferenceFileAccuracyUnchecked);
+export const launchWorkers = withArgTypes('launchWorkers', ['object', 'object'], launchWorkersUnchecked);
+export const initDistributed = withArgTypes('initDistributed', ['object|null', 'string', 'number?'], initDistributedUnchecked);
+export const distEnvFrom = withArgTypes('distEnvFrom', ['object?'], distEnvFromUnchecked);
+export const runAblation = withArgTypes('runAblation', ['object'], runAblationUnchecked);
+export const keptVisualTokens = withArgTypes('keptVisualTokens', ['number', 'number', 'number'], keptVisualTokensUnchecked);
+export const loadModelBundle = withArgTypes('loadModelBundle', ['string', 'object?'], loadModelBundleUnchecked);
+export const batchOf = withArgTypes('batchOf', ['object', 'array'], batchOfUnchecked);
+export const generateAnswers = withArgTypes('generateAnswers', ['object', 'array', 'object?'], generateAnswersUnchecked);
+export const encodeRecord = withArgTypes('encodeRecord', ['object', 'object'], encodeRecordUnchecked);
+export const readModelConfig = withArgTypes('readModelConfig', ['string', 'object?'], readModelConfigUnchecked);
+export const writeModelConfig = withArgTypes('writeModelConfig', ['string', 'config', 'string'], writeModelConfigUnchecked);
+export const presetConfig = withArgTypes('presetConfig', ['string', 'object'], presetConfigUnchecked);
+export const parameterCount = withArgTypes('parameterCount', ['config'], parameterCountUnchecked);
+export const loadTokenizer = withArgTypes('loadTokenizer', ['string'], loadTokenizerUnchecked);
+export const encodeExample = withArgTypes('encodeExample', ['object', 'object', 'object'], encodeExampleUnchecked);
+export const renderConversation = withArgTypes('renderConversation', ['string', 'object', 'string?'], renderConversationUnchecked);
+export const loadImages = withArgTypes('loadImages', ['array', 'object', 'object?'], loadImagesUnchecked);
+export const preprocessImage = withArgTypes('preprocessImage', ['string|buffer', 'object'], preprocessImageUnchecked);
+export const readPreprocessing = withArgTypes('readPreprocessing', ['string', 'object?'], readPreprocessingUnchecked);
+export const readSafetensors = withArgTypes('readSafetensors', ['string'], readSafetensorsUnchecked, true);
+export const writeSafetensors = withArgTypes('writeSafetensors', ['string', 'object', 'object?'], writeSafetensorsUnchecked, true);
+export const safetensorsKeys = withArgTypes('safetensorsKeys', ['string'], safetensorsKeysUnchecked, true);
+export const loadPredictor = withArgTypes('loadPredictor', ['string', 'string?', 'object?'], loadPredictorUnchecked);
+export const generatePhantom = withArgTypes('generatePhantom', ['object'], generatePhantomUnchecked);
+export const loadDataset = withArgTypes('loadDataset', ['string', 'object?'], loadDatasetUnchecked);
+export const contrastiveScores = withArgTypes('contrastiveScores', ['object', 'object', 'object', 'object', 'object?'], contrastiveScoresUnchecked);
+export const modelContrastive = withArgTypes('modelContrastive', ['object', 'object', 'object?'], modelContrastiveUnchecked);
+export const generatePreferences = withArgTypes('generatePreferences', ['object', 'array', 'string', 'object?', 'string?'], generatePreferencesUnchecked);
+export const generateFile = withArgTypes('generateFile', ['string', 'string', 'string', 'object?'], generateFileUnchecked);
+export const buildDispreferred = withArgTypes('buildDispreferred', ['object', 'function', 'function', 'object'], buildDispreferredUnchecked);
+export const rerank = withArgTypes('rerank', ['object', 'object', 'object?'], rerankUnchecked);
+export const rerankFile = withArgTypes('rerankFile', ['string', 'string', 'object?'], rerankFileUnchecked);
+export const corleyMihalcea = withArgTypes('corleyMihalcea', ['object'], corleyMihalceaUnchecked);
+export const idfFromCorpus = withArgTypes('idfFromCorpus', ['iterable'], idfFromCorpusUnchecked);
+export const embeddingWordSimilarity = withArgTypes('embeddingWordSimilarity', ['object'], embeddingWordSimilarityUnchecked);
+export const evaluate = withArgTypes('evaluate', ['array', 'function', 'object'], evaluateUnchecked);
+export const scorePredictions = withArgTypes('scorePredictions', ['array', 'object', 'string?'], scorePredictionsUnchecked);

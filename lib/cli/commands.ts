@@ -19,6 +19,6 @@ export function registerCommands(program: Command): void {
   registerGenerateCommands(program);
   registerRerankCommands(program);
   registerTrainCommands(program);
-  registerEvalCommands(program, (model, adapter) => loadPredictor(model, adapter, { loadAdapter: applyAdapter }));
+  registerEvalCommands(program, (model, adapter, options) => loadPredictor(model, adapter, { loadAdapter: applyAdapter, ...options }));
   registerDemoCommands(program);
 }

@@ -18,7 +18,11 @@ import { createProgress } from '../util/progress';
 import { intArg } from './data';
 
 /** What lib/model/predictor.ts is to provide: a batched answerer for a model (and optional adapter). */
-export type LoadPredictor = (modelDir: string, adapterDir?: string) => Promise<Predictor & { dispose?: () => void | Promise<void> }>;
+export type LoadPredictor = (
+  modelDir: string,
+  adapterDir?: string,
+  options?: { allowNonFinite?: boolean },
+) => Promise<Predictor & { dispose?: () => void | Promise<void> }>;
 
 function formatArg(raw: string | undefined): DataFormat | 'auto' {
   const f = raw ?? 'auto';
@@ -133,6 +137,7 @@ interface EvalCliOptions {
   imageRoot?: string;
   imageReliance?: boolean;
   name?: string;
+  allowNonFinite?: boolean;
   quiet?: boolean;
 }
 
@@ -149,13 +154,14 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
     .option('--variant <v>', `metric variant: ${METRIC_VARIANTS.join(', ')}`, DEFAULT_VARIANT)
     .option('--image-root <dir>', 'folder the image names are relative to')
     .option('--image-reliance', 'also answer with a blank image and report the difference')
+    .option('--allow-non-finite', 'load a model/adapter/checkpoint whose tensors hold NaN/Inf (default: refused, naming the tensor)')
     .option('--name <name>', 'method name in the table')
     .option('--quiet', 'no progress output')
     .action(async (o: EvalCliOptions) => {
       const variant = checkVariant(o.variant);
       const batchSize = intArg('--batch-size', o.batchSize);
       const data = await loadDataset(o.data, { format: formatArg(o.format), imageRoot: o.imageRoot });
-      const predictor = await loadPredictor(o.model, o.adapter);
+      const predictor = await loadPredictor(o.model, o.adapter, { allowNonFinite: o.allowNonFinite });
       const progress = createProgress({ label: 'eval', total: data.records.length * (o.imageReliance ? 2 : 1), quiet: o.quiet });
       const opts = {
         batchSize,

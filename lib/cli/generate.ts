@@ -31,6 +31,7 @@ interface GenerateCliOptions {
   views: ViewLayout;
   device?: string;
   dtype?: DType;
+  allowNonFinite?: boolean;
   quiet?: boolean;
 }
 
@@ -66,6 +67,7 @@ async function runGenerate(opts: GenerateCliOptions): Promise<void> {
     views: opts.views,
     device: opts.device,
     dtype: opts.dtype,
+    allowNonFinite: opts.allowNonFinite,
     quiet: opts.quiet,
   });
   if (counts.truncated) {
@@ -99,7 +101,8 @@ export function registerGenerateCommands(program: Command): void {
     .option('--mode <mode>', "'ranked' (k answers, for MLPO) or 'binary' (only the most replaced one, for DPO)", choice('--mode', ['ranked', 'binary'] as const), 'ranked' as const)
     .option('--views <layout>', "'joint' (both views in one forward batch) or 'split' (one decoder batch per view, shared image encoding; faster when visual tokens dominate)", choice('--views', ['joint', 'split'] as const), 'joint' as const)
     .option('--device <d>', 'cpu, cuda or cuda:N')
-    .option('--dtype <t>', 'float32, bfloat16 or float16', choice('--dtype', ['float32', 'bfloat16', 'float16'] as const))
+    .option('--dtype <t>', 'float32, bfloat16 or float16 (float16 needs CUDA)', choice('--dtype', ['float32', 'bfloat16', 'float16'] as const))
+    .option('--allow-non-finite', 'load a model/adapter/checkpoint whose tensors hold NaN/Inf (default: refused, naming the tensor)')
     .option('--quiet', 'no progress output')
     .action(runGenerate);
 }

@@ -51,13 +51,14 @@ export interface LogprobsOptions {
   ratio?: number;
   seed?: number;
   batch?: number;
+  allowNonFinite?: boolean;
   quiet?: boolean;
 }
 
 /** One JSON line per record: {id, tokens, logprobs} of the answer tokens. */
 export async function* answerLogprobs(o: LogprobsOptions): AsyncGenerator<{ id: string; tokens: string[]; logprobs: number[] }> {
   const { records } = await loadDataset(o.data);
-  const bundle = await loadModelBundle(o.model);
+  const bundle = await loadModelBundle(o.model, { allowNonFinite: o.allowNonFinite });
   const progress = createProgress({ label: 'logprobs', total: records.length, quiet: o.quiet });
   try {
     const size = o.batch ?? 8;
@@ -110,6 +111,7 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <n>', 'perturbation seed', integer('--seed', 0), 0)
     .option('--batch <n>', 'records per forward pass', integer('--batch', 1), 8)
     .option('--json', 'JSON lines (the only output format; kept for scripts that pass it)')
+    .option('--allow-non-finite', 'load a model/adapter/checkpoint whose tensors hold NaN/Inf (default: refused, naming the tensor)')
     .option('--quiet', 'no progress bar')
     .action(async (o: LogprobsOptions) => {
       for await (const line of answerLogprobs(o)) process.stdout.write(JSON.stringify(line) + '\n');

@@ -218,7 +218,7 @@ export interface GenerateFileOptions extends GenerateOptions, LoadBundleOptions 
 export async function generateFile(modelDir: string, dataFile: string, outPath: string, opts: GenerateFileOptions = {}): Promise<GenerateCounts> {
   checkOptions(opts);
   const data = await loadDataset(dataFile, { format: opts.format, imageRoot: opts.imageRoot });
-  const gen = await loadModelBundle(modelDir, { device: opts.device, dtype: opts.dtype, visionTowerDir: opts.visionTowerDir });
+  const gen = await loadModelBundle(modelDir, { device: opts.device, dtype: opts.dtype, visionTowerDir: opts.visionTowerDir, allowNonFinite: opts.allowNonFinite });
   try {
     const counts = await generatePreferences(gen, data.records, outPath, opts, dataFile);
     return { ...counts, skipped: data.skipped };
