@@ -2,6 +2,7 @@
 // global-norm gradient clipping as torch.nn.utils.clip_grad_norm_, and the gradient all-reduce of data
 // parallelism. The learning rate comes from the caller every step (the schedule lives in lib/train).
 #include <cmath>
+#include <limits>
 
 #include "distributed.h"
 #include "model.h"
@@ -156,10 +157,24 @@ class Optimizer : public Napi::ObjectWrap<Optimizer> {
       auto coef = std::min(maxNorm / (total + 1e-6), 1.0);
       for (auto& gr : grads) gr.mul_(coef);
     }
-    s.step += 1;
-    double bc1 = 1 - std::pow(s.beta1, static_cast<double>(s.step));
-    double bc2 = 1 - std::pow(s.beta2, static_cast<double>(s.step));
+    const double nextStep = static_cast<double>(s.step + 1);
+    double bc1 = 1 - std::pow(s.beta1, nextStep);
+    double bc2 = 1 - std::pow(s.beta2, nextStep);
     double stepSize = lr / bc1, bc2Sqrt = std::sqrt(bc2);
+    // Scalars the kernels take in the weights' dtype: one beyond its range would fail inside libtorch after
+    // some weights had already moved. Refused before anything changes.
+    const double decay = 1 - lr * s.weightDecay;
+    for (const auto& p : s.params) {
+      const double limit = p.scalar_type() == at::kDouble ? std::numeric_limits<double>::max()
+                           : p.scalar_type() == at::kHalf ? 65504.0
+                                                           : static_cast<double>(std::numeric_limits<float>::max());
+      if (!(std::abs(stepSize) <= limit && std::abs(decay) <= limit))
+        fail("E_NONFINITE",
+             "learning rate " + std::to_string(lr) + " gives an AdamW step size of " + std::to_string(stepSize) + " (decay factor " +
+                 std::to_string(decay) + "), beyond the range of " + dtypeName(p.scalar_type()) + "; nothing was updated",
+             std::to_string(lr));
+    }
+    s.step += 1;
     for (size_t i = 0; i < s.params.size(); ++i) {
       auto& p = s.params[i];
       p.mul_(1 - lr * s.weightDecay);

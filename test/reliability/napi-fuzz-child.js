@@ -42,6 +42,8 @@ const chance = (p) => rand() < p;
 const addon = native();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-fuzz-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
+// Relative junk paths ('cuda', 'sum') are valid file names: they must land in the temp folder.
+process.chdir(tmp);
 
 // ---- valid pieces the fuzz mutates ---------------------------------------------------------------------------
 const IMAGE = -200;
@@ -253,10 +255,16 @@ const CLASSES = {
 };
 
 // ---- the run -----------------------------------------------------------------------------------------------------
-const summary = { seed: SEED, attempts: 0, returned: 0, hscrErrors: 0, hostileRethrown: 0, hangs: 0, findings: [], byTarget: {}, codes: {} };
+const summary = { seed: SEED, attempts: 0, returned: 0, hscrErrors: 0, hostileRethrown: 0, receiverRejected: 0, hangs: 0, findings: [], byTarget: {}, codes: {} };
 
-function classify(target, err) {
-  if (err instanceof HscrError) {
+// A prototype method called on a foreign receiver never reaches hscr's code: V8's signature check ("Illegal
+// invocation") or napi_unwrap ("Invalid argument") refuse it first. Counted apart: not a crash, not an hscr bug.
+const RECEIVER_ERRORS = new Set(['Illegal invocation', 'Invalid argument']);
+
+function classify(target, err, wrongThis) {
+  if (wrongThis && err && RECEIVER_ERRORS.has(err.message)) {
+    summary.receiverRejected++;
+  } else if (err instanceof HscrError) {
     summary.hscrErrors++;
     summary.codes[err.code] = (summary.codes[err.code] ?? 0) + 1;
   } else if (err && err.message === 'hostile getter') {
@@ -266,7 +274,7 @@ function classify(target, err) {
   }
 }
 
-async function attempt(target, call) {
+async function attempt(target, call, wrongThis = false) {
   summary.attempts++;
   summary.byTarget[target] = (summary.byTarget[target] ?? 0) + 1;
   try {
@@ -290,7 +298,7 @@ async function attempt(target, call) {
     if (err && err.hang) {
       summary.hangs++;
       summary.findings.push({ target, error: 'did not settle within 20 s' });
-    } else classify(target, err);
+    } else classify(target, err, wrongThis || target.includes('wrong this'));
   } finally {
     addon.setErrorClass(HscrError);
   }
@@ -303,7 +311,7 @@ function plan() {
     const C = addon[cls];
     for (const [m, args] of Object.entries(spec.statics)) calls.push([`${cls}.${m}`, () => C[m](...args())]);
     for (const [m, args] of Object.entries(spec.methods)) {
-      calls.push([`${cls}#${m}`, () => {
+      calls.push([`${cls}#${m}${spec.instance() === undefined ? ' (wrong this: no instance)' : ''}`, () => {
         const self = spec.instance();
         if (self === undefined) return Reflect.apply(C.prototype[m], junk(), args());
         if (m === 'dispose' && (self === handles.model || self === handles.optimizer)) return undefined; // keep the shared handles
@@ -313,7 +321,7 @@ function plan() {
     }
     for (const g of spec.getters) {
       const get = Object.getOwnPropertyDescriptor(C.prototype, g).get;
-      calls.push([`${cls}.${g} (getter)`, () => Reflect.apply(get, chance(0.5) ? spec.instance() ?? {} : pick([{}, Object.create(C.prototype), 1]), [])]);
+      calls.push([`${cls}.${g} (getter)`, () => Reflect.apply(get, chance(0.5) && spec.instance() ? spec.instance() : pick([{}, Object.create(C.prototype), 1]), []), 'getter']);
     }
   }
   return calls;
@@ -329,10 +337,13 @@ async function main() {
   const calls = plan();
   summary.targets = calls.length;
   // Every target at least once, then random ones up to ATTEMPTS.
-  for (const [name, call] of calls) await attempt(name, call);
+  for (const [name, call, kind] of calls) await attempt(name, call, kind === 'getter');
+  // Then random targets, a foreign receiver one time in five (V8 refuses those before hscr's code runs).
+  const direct = calls.filter(([name]) => !name.includes('wrong this'));
+  const foreign = calls.filter(([name]) => name.includes('wrong this'));
   while (summary.attempts < ATTEMPTS) {
-    const [name, call] = pick(calls);
-    await attempt(name, call);
+    const [name, call, kind] = pick(chance(0.2) ? foreign : direct);
+    await attempt(name, call, kind === 'getter');
     if (live.length > 200) live.splice(0, 100).forEach((t) => t.dispose());
   }
   summary.maxRssMiB = Math.round(process.resourceUsage().maxRSS / 1024);

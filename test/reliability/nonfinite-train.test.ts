@@ -15,7 +15,11 @@ import { loadAdapter } from '../../lib/train/adapter';
 import { listCheckpoints } from '../../lib/train/checkpoint';
 import { readMetrics } from '../../lib/train/metrics';
 import { trainAddon } from '../../lib/train/native';
-import { runSft } from '../../lib/train/sft';
+import { createSftTask, encodeSftExamples, runSft } from '../../lib/train/sft';
+import { loadDataset } from '../../lib/data';
+import { disposeBundle, loadModelBundle } from '../../lib/model/bundle';
+import { resolveSftConfig } from '../../lib/train/config';
+import { runTraining, type TrainingTask } from '../../lib/train/loop';
 import { makePhantomData, makeTinyModelDir } from '../helpers/train-fixture';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-rel-nan-'));
@@ -41,9 +45,19 @@ t.test('the optimizer skips a NaN gradient (weights, moments and step count unch
   const ok = await opt.step({ lr: 0.1, maxGradNorm: 0, grads: [tensor(Float32Array.from([1, 1, 1]), [3])] });
   t.same({ skipped: ok.skipped, step: opt.stepCount }, { skipped: false, step: 1 });
   t.ok((w.toArray() as Float32Array).every((x, i) => Math.abs(x - (i + 1 - 0.1)) < 1e-6), 'a finite step still updates (w − lr·sign(g))');
+  const before = Array.from(w.toArray() as Float32Array);
   await t.rejects(opt.step({ lr: 1e38, maxGradNorm: 0, grads: [tensor(Float32Array.from([1, 1, 1]), [3])] }), {
     code: 'E_NONFINITE',
-    message: /left parameter 0 with 3 non-finite values of 3/,
+    message: /learning rate .* gives an AdamW step size of .* beyond the range of float32; nothing was updated/,
+  });
+  t.same(Array.from(w.toArray() as Float32Array), before, 'a step size beyond float32 changes nothing');
+  t.equal(opt.stepCount, 1, 'nor the step count');
+  // A representable step that still overflows a weight: 3.4e38 + 1e37 (lr · sign(g) on the first step) = Inf.
+  const big = tensor(Float32Array.from([3.4e38, 1, 1]), [3]);
+  const opt2 = addon.Optimizer.create([big], { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
+  await t.rejects(opt2.step({ lr: 1e37, maxGradNorm: 0, grads: [tensor(Float32Array.from([-1, 1, 1]), [3])] }), {
+    code: 'E_NONFINITE',
+    message: /AdamW step 1 .* left parameter 0 with 1 non-finite value of 3 \(first at flat index 0: inf\)/,
   });
   await t.rejects(opt.step({ lr: Infinity, maxGradNorm: 0 }), { code: 'E_ARG', message: /lr must be finite/ });
 });
@@ -85,32 +99,25 @@ t.test('sft --lr 1e30 --max-grad-norm 0: skipped steps are counted, 3 in a row s
 t.test('a single bad step is skipped and the run goes on (the counter resets)', async (t) => {
   const data = await fixture;
   const out = path.join(tmp, 'one-bad');
-  let injected = false;
-  const config = { modelDir: model, outputDir: out, learningRate: 1e-3, maxSteps: 4, batchPerDevice: 2, saveSteps: 0, maxNonFiniteSteps: 2 };
-  // A NaN gradient on step 2 only, through the optimizer the run uses: wrap Optimizer.create.
-  const addon = trainAddon();
-  const create = addon.Optimizer.create;
-  addon.Optimizer.create = (target, options) => {
-    const opt = create.call(addon.Optimizer, target, options);
-    const step = opt.step.bind(opt);
-    opt.step = (o) => {
-      if (!injected && opt.stepCount === 1) {
-        injected = true;
-        return step({ ...o, skip: true });
-      }
-      return step(o);
-    };
-    return opt;
+  const bundle = await loadModelBundle(model);
+  t.teardown(() => disposeBundle(bundle));
+  const { records } = await loadDataset(data);
+  const task = createSftTask(bundle, encodeSftExamples(bundle, records, data), 'fingerprint');
+  // The real SFT step, with step 2's loss reported as NaN (as a NaN batch would make it).
+  const poisoned: TrainingTask = {
+    ...task,
+    microStep: async (m, indices, scale, step) => {
+      const sums = await task.microStep(m, indices, scale, step);
+      return step === 1 ? { ...sums, lossSum: NaN } : sums;
+    },
   };
-  t.teardown(() => {
-    addon.Optimizer.create = create;
-  });
-  const r = await runSft({ config, data, quiet: true });
-  addon.Optimizer.create = create;
+  const config = resolveSftConfig({ modelDir: model, outputDir: out, learningRate: 1e-3, maxSteps: 4, batchPerDevice: 2, saveSteps: 0, maxNonFiniteSteps: 2 });
+  const r = await runTraining(bundle.model, poisoned, config, { quiet: true });
   const metrics = readMetrics(path.join(out, 'metrics.jsonl'));
   t.same(metrics.map((m) => m.nonfinite_skipped), [0, 1, 0, 0], 'step 2 skipped, the others taken');
-  t.equal(r.steps, 4);
-  t.ok(fs.existsSync(path.join(out, 'adapter', 'adapter_model.safetensors')), 'the run finished and saved');
+  t.same(metrics.map((m) => m.nonfinite_steps), [0, 1, 1, 1], 'the running count');
+  t.equal(r.steps, 4, 'one skipped step is not K in a row: the run finishes');
+  t.ok(fs.existsSync(path.join(out, 'adapter', 'adapter_model.safetensors')), 'and saves its adapter');
 });
 
 t.test('the CLI exits non-zero with [E_NONFINITE] on a diverging run', async (t) => {
