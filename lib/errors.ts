@@ -16,6 +16,7 @@ export type HscrErrorCode =
   | 'E_DATA' // malformed input data (file, line, field in the message)
   | 'E_NATIVE' // the native addon is missing or failed to load
   | 'E_DIST' // distributed (c10d) setup or communication failure
+  | 'E_NONFINITE' // NaN/Inf where only finite numbers may be (a diverged run, weights that would be written)
   | 'E_INTERNAL'; // a bug in hscr
 
 export class HscrError extends Error {

@@ -66,6 +66,16 @@ std::string dtypeName(at::ScalarType t);
 at::ScalarType parseDtype(const std::string& name);
 torch::Device parseDevice(const std::string& name);
 
+// Non-finite (NaN/±Inf) entries of a floating-point tensor; 0 for every other dtype. The guard against NaN
+// weights being loaded, written or consumed (issue 13): one reduction, no copy of the data.
+int64_t nonFiniteCount(const torch::Tensor& t);
+// "N non-finite values (first at flat index i: nan)", for messages.
+std::string nonFiniteSummary(const torch::Tensor& t, int64_t count);
+
+// Bytes this process can still allocate: MemAvailable, lowered to the room left under a cgroup (v2 or v1)
+// memory limit; -1 when neither can be read (not Linux).
+int64_t availableMemoryBytes();
+
 // Async work: `work` runs on a libuv worker thread (no JS values there!) and returns a continuation that
 // builds the JS result on the main thread. The promise rejects with an HscrError on any exception.
 using Reply = std::function<Napi::Value(Napi::Env)>;

@@ -1,5 +1,6 @@
 #include "common.h"
 
+#include <fstream>
 #include <sstream>
 
 namespace hscr {
@@ -205,6 +206,65 @@ torch::Device parseDevice(const std::string& name) {
     return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
   }
   fail("E_DEVICE", "device must be cpu, cuda or cuda:N", "\"" + name + "\"");
+}
+
+int64_t nonFiniteCount(const torch::Tensor& t) {
+  if (!t.defined() || !t.is_floating_point() || t.numel() == 0) return 0;
+  torch::NoGradGuard g;
+  auto finite = torch::isfinite(t.detach());
+  if (finite.all().item<bool>()) return 0;
+  return t.numel() - finite.sum().item<int64_t>();
+}
+
+std::string nonFiniteSummary(const torch::Tensor& t, int64_t count) {
+  torch::NoGradGuard g;
+  auto flat = t.detach().reshape({-1});
+  auto first = torch::logical_not(torch::isfinite(flat)).nonzero();
+  std::ostringstream s;
+  s << count << " non-finite value" << (count == 1 ? "" : "s") << " of " << t.numel();
+  if (first.numel() > 0) {
+    int64_t i = first[0][0].item<int64_t>();
+    double v = flat[i].item<double>();
+    s << " (first at flat index " << i << ": " << (std::isnan(v) ? "nan" : v > 0 ? "inf" : "-inf") << ")";
+  }
+  return s.str();
+}
+
+// One number from a /proc or /sys file; -1 when absent, unreadable or "max".
+static int64_t readNumber(const char* path) {
+  std::ifstream f(path);
+  std::string word;
+  if (!(f >> word) || word == "max") return -1;
+  try {
+    return static_cast<int64_t>(std::stoull(word));
+  } catch (...) {
+    return -1;
+  }
+}
+
+static int64_t memAvailable() {
+  std::ifstream f("/proc/meminfo");
+  std::string key;
+  int64_t kb = 0;
+  std::string unit;
+  while (f >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return -1;
+}
+
+int64_t availableMemoryBytes() {
+  int64_t avail = memAvailable();
+  // cgroup v2 first, then v1; "unlimited" reads as max (v2) or a number near 2^63 (v1).
+  const std::pair<const char*, const char*> groups[] = {{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"},
+                                                        {"/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"}};
+  for (const auto& [limitFile, usageFile] : groups) {
+    int64_t limit = readNumber(limitFile), usage = readNumber(usageFile);
+    if (limit <= 0 || limit >= (int64_t{1} << 62) || usage < 0) continue;
+    int64_t room = std::max<int64_t>(0, limit - usage);
+    avail = avail < 0 ? room : std::min(avail, room);
+    break;
+  }
+  return avail;
 }
 
 namespace {

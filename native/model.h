@@ -15,6 +15,8 @@ class Model : public Napi::ObjectWrap<Model> {
   static std::shared_ptr<ModelState> state(const Napi::Value& v, const std::string& name);
   static Vlm& vlmOf(const std::shared_ptr<ModelState>& s);
   static std::mutex& mutexOf(const std::shared_ptr<ModelState>& s);
+  // Under mutexOf(s): a training step left `parameter` NaN/Inf; later forwards and saves re-check and refuse.
+  static void markNonFinite(const std::shared_ptr<ModelState>& s, const std::string& parameter);
   explicit Model(const Napi::CallbackInfo& info);
 
  private:

@@ -1,5 +1,7 @@
 #include "model_config.h"
 
+#include <cmath>
+
 #include "common.h"
 
 namespace hscr {
@@ -54,6 +56,16 @@ VlmConfig parseVlmConfig(const Napi::Object& o) {
   c.text.bosTokenId = optInt(t, "bosTokenId", 1);
   c.text.eosTokenId = optInt(t, "eosTokenId", 2);
   c.text.padTokenId = optInt(t, "padTokenId", 0);
+  c.text.maxPositionEmbeddings = optInt(t, "maxPositionEmbeddings", 0);
+  if (c.text.maxPositionEmbeddings < 0)
+    fail("E_CONFIG", "config.text.maxPositionEmbeddings must be > 0", std::to_string(c.text.maxPositionEmbeddings));
+  if (c.text.headDim <= 0) fail("E_CONFIG", "config.text.headDim must be > 0", std::to_string(c.text.headDim));
+  if (c.vision.numChannels <= 0) fail("E_CONFIG", "config.vision.numChannels must be > 0", std::to_string(c.vision.numChannels));
+  if (c.text.slidingWindow && *c.text.slidingWindow <= 0)
+    fail("E_CONFIG", "config.text.slidingWindow must be > 0", std::to_string(*c.text.slidingWindow));
+  for (auto [value, name] : {std::make_pair(c.vision.layerNormEps, "vision.layerNormEps"), std::make_pair(c.text.rmsNormEps, "text.rmsNormEps"),
+                             std::make_pair(c.text.ropeTheta, "text.ropeTheta")})
+    if (!(std::isfinite(value) && value > 0)) fail("E_CONFIG", std::string("config.") + name + " must be a finite number > 0", std::to_string(value));
   if (c.text.numKvHeads <= 0 || c.text.numHeads % c.text.numKvHeads)
     fail("E_CONFIG", "config.text.numHeads must be a multiple of numKvHeads", std::to_string(c.text.numKvHeads));
   if (c.text.headDim % 2) fail("E_CONFIG", "config.text.headDim must be even (RoPE)", std::to_string(c.text.headDim));
@@ -69,7 +81,42 @@ VlmConfig parseVlmConfig(const Napi::Object& o) {
   if (c.selectFeature != "patch" && c.selectFeature != "cls_patch")
     fail("E_CONFIG", "config.selectFeature must be patch or cls_patch", c.selectFeature);
   c.imageTokenIndex = reqInt(o, "imageTokenIndex", "");
+  parameterCount(c);  // sizes whose product overflows are refused here, before anything is built
   return c;
+}
+
+namespace {
+// Checked arithmetic: a config with absurd sizes is an E_CONFIG, never a wrapped-around small number.
+struct Count {
+  int64_t v;
+  Count operator*(Count o) const {
+    int64_t r;
+    if (__builtin_mul_overflow(v, o.v, &r)) tooLarge();
+    return {r};
+  }
+  Count operator+(Count o) const {
+    int64_t r;
+    if (__builtin_add_overflow(v, o.v, &r)) tooLarge();
+    return {r};
+  }
+  [[noreturn]] static void tooLarge() { fail("E_CONFIG", "config sizes multiply to more parameters than fit in 63 bits"); }
+};
+}  // namespace
+
+int64_t parameterCount(const VlmConfig& c) {
+  const auto& v = c.vision;
+  Count d{v.hiddenSize}, inter{v.intermediateSize}, grid{v.imageSize / v.patchSize};
+  Count embeddings = d * Count{v.numChannels} * Count{v.patchSize} * Count{v.patchSize} + d + (grid * grid + Count{1}) * d + Count{2} * d;
+  Count visionLayer = Count{4} * (d * d + d) + Count{4} * d + inter * d + inter + d * inter + d;
+  Count vision = embeddings + Count{v.numLayers} * visionLayer;
+
+  const auto& t = c.text;
+  Count h{t.hiddenSize}, ti{t.intermediateSize}, q = Count{t.numHeads} * Count{t.headDim}, kv = Count{t.numKvHeads} * Count{t.headDim};
+  Count projector = h * d + h + (c.projectorType == "mlp2x_gelu" ? h * h + h : Count{0});
+  Count textLayer = q * h + Count{2} * kv * h + h * q + Count{3} * ti * h + Count{2} * h;
+  Count vocab = Count{t.vocabSize} * h;
+  Count text = vocab + Count{t.numLayers} * textLayer + h + (t.tieWordEmbeddings ? Count{0} : vocab);
+  return (vision + projector + text).v;
 }
 
 }  // namespace hscr

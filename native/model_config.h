@@ -20,6 +20,7 @@ struct TextConfig {
   std::optional<int64_t> slidingWindow;
   bool tieWordEmbeddings;
   int64_t bosTokenId, eosTokenId, padTokenId;
+  int64_t maxPositionEmbeddings = 0;  // the context length; 0 = not given (no length check)
 };
 
 struct VlmConfig {
@@ -34,5 +35,10 @@ struct VlmConfig {
 };
 
 VlmConfig parseVlmConfig(const Napi::Object& o);
+
+// Every parameter the Vlm of `c` allocates (weights, biases, embeddings; a tied lm_head once), counted
+// without building it, so a budget check can refuse a model before any allocation. Mirrors
+// lib/model/keys.ts expectedParameters; E_CONFIG when the count does not fit 63 bits.
+int64_t parameterCount(const VlmConfig& c);
 
 }  // namespace hscr

@@ -2,6 +2,7 @@
 // global-norm gradient clipping as torch.nn.utils.clip_grad_norm_, and the gradient all-reduce of data
 // parallelism. The learning rate comes from the caller every step (the schedule lives in lib/train).
 #include <cmath>
+#include <limits>
 
 #include "distributed.h"
 #include "model.h"
@@ -96,13 +97,19 @@ class Optimizer : public Napi::ObjectWrap<Optimizer> {
     return s_;
   }
 
-  // { lr, maxGradNorm (0 = off), processGroup? } → { gradNorm, step }. Gradients are zeroed afterwards.
+  // { lr, maxGradNorm (0 = off), processGroup?, skip? } → { gradNorm, step, skipped }. Gradients are zeroed
+  // afterwards. The update is skipped (no weight, moment or step-count change, as torch's GradScaler skips
+  // optimizer.step) when options.skip is set (the caller saw a non-finite loss) or the global gradient norm,
+  // after the all-reduce and so the same on every rank, is NaN/Inf. An update that still leaves a weight
+  // non-finite (a learning rate that overflows) is an E_NONFINITE, and the model refuses further use.
   Napi::Value step(const Napi::CallbackInfo& info) {
     return guardedPromise(info, [&]() -> Napi::Value {
       auto s = live();
       auto o = optionsArg(info, 0);
       double lr = toNumber(o.Get("lr"), "options.lr");
+      if (!std::isfinite(lr)) fail("E_ARG", "options.lr must be finite", std::to_string(lr));
       double maxNorm = optNumber(o, "maxGradNorm", 0);
+      bool skip = optBool(o, "skip", false);
       std::shared_ptr<ProcessGroupHandle> pg;
       if (!o.Get("processGroup").IsUndefined() && !o.Get("processGroup").IsNull()) pg = ProcessGroup::handle(o.Get("processGroup"), "options.processGroup");
       std::vector<torch::Tensor> given;
@@ -113,9 +120,10 @@ class Optimizer : public Napi::ObjectWrap<Optimizer> {
         for (uint32_t i = 0; i < arr.Length(); ++i) {
           given.push_back(Tensor::unwrap(arr.Get(i), "options.grads[" + std::to_string(i) + "]"));
           if (given.back().sizes() != s->params[i].sizes()) fail("E_SHAPE", "options.grads[" + std::to_string(i) + "] does not match its parameter");
+          if (!given.back().is_floating_point()) fail("E_DTYPE", "options.grads[" + std::to_string(i) + "] must be floating point", dtypeName(given.back().scalar_type()));
         }
       }
-      return runAsync(info.Env(), [s, lr, maxNorm, pg, given]() -> Reply {
+      return runAsync(info.Env(), [s, lr, maxNorm, pg, given, skip]() -> Reply {
         auto lock = lockFor(*s);
         torch::NoGradGuard g;
         std::vector<torch::Tensor> grads;
@@ -129,32 +137,61 @@ class Optimizer : public Napi::ObjectWrap<Optimizer> {
         std::vector<torch::Tensor> norms;
         for (auto& gr : grads) norms.push_back(torch::norm(gr, 2));
         double total = torch::norm(torch::stack(norms), 2).item<double>();
-        if (maxNorm > 0) {
-          auto coef = std::min(maxNorm / (total + 1e-6), 1.0);
-          for (auto& gr : grads) gr.mul_(coef);
-        }
-        s->step += 1;
-        double bc1 = 1 - std::pow(s->beta1, static_cast<double>(s->step));
-        double bc2 = 1 - std::pow(s->beta2, static_cast<double>(s->step));
-        double stepSize = lr / bc1, bc2Sqrt = std::sqrt(bc2);
-        for (size_t i = 0; i < s->params.size(); ++i) {
-          auto& p = s->params[i];
-          p.mul_(1 - lr * s->weightDecay);
-          s->expAvg[i].mul_(s->beta1).add_(grads[i], 1 - s->beta1);
-          s->expAvgSq[i].mul_(s->beta2).addcmul_(grads[i], grads[i], 1 - s->beta2);
-          auto denom = (s->expAvgSq[i].sqrt() / bc2Sqrt).add_(s->eps);
-          p.addcdiv_(s->expAvg[i], denom, -stepSize);
-          grads[i].zero_();
-        }
+        const bool skipped = skip || !std::isfinite(total);
+        if (!skipped) update(*s, grads, lr, maxNorm, total);
+        for (auto& gr : grads) gr.zero_();
         int64_t step = s->step;
-        return [total, step](Napi::Env env) -> Napi::Value {
+        return [total, step, skipped](Napi::Env env) -> Napi::Value {
           auto out = Napi::Object::New(env);
           out.Set("gradNorm", total);
           out.Set("step", static_cast<double>(step));
+          out.Set("skipped", skipped);
           return out;
         };
       });
     });
+  }
+
+  static void update(AdamWState& s, std::vector<torch::Tensor>& grads, double lr, double maxNorm, double total) {
+    if (maxNorm > 0) {
+      auto coef = std::min(maxNorm / (total + 1e-6), 1.0);
+      for (auto& gr : grads) gr.mul_(coef);
+    }
+    const double nextStep = static_cast<double>(s.step + 1);
+    double bc1 = 1 - std::pow(s.beta1, nextStep);
+    double bc2 = 1 - std::pow(s.beta2, nextStep);
+    double stepSize = lr / bc1, bc2Sqrt = std::sqrt(bc2);
+    // Scalars the kernels take in the weights' dtype: one beyond its range would fail inside libtorch after
+    // some weights had already moved. Refused before anything changes.
+    const double decay = 1 - lr * s.weightDecay;
+    for (const auto& p : s.params) {
+      const double limit = p.scalar_type() == at::kDouble ? std::numeric_limits<double>::max()
+                           : p.scalar_type() == at::kHalf ? 65504.0
+                                                           : static_cast<double>(std::numeric_limits<float>::max());
+      if (!(std::abs(stepSize) <= limit && std::abs(decay) <= limit))
+        fail("E_NONFINITE",
+             "learning rate " + std::to_string(lr) + " gives an AdamW step size of " + std::to_string(stepSize) + " (decay factor " +
+                 std::to_string(decay) + "), beyond the range of " + dtypeName(p.scalar_type()) + "; nothing was updated",
+             std::to_string(lr));
+    }
+    s.step += 1;
+    for (size_t i = 0; i < s.params.size(); ++i) {
+      auto& p = s.params[i];
+      p.mul_(1 - lr * s.weightDecay);
+      s.expAvg[i].mul_(s.beta1).add_(grads[i], 1 - s.beta1);
+      s.expAvgSq[i].mul_(s.beta2).addcmul_(grads[i], grads[i], 1 - s.beta2);
+      auto denom = (s.expAvgSq[i].sqrt() / bc2Sqrt).add_(s.eps);
+      p.addcdiv_(s.expAvg[i], denom, -stepSize);
+    }
+    for (size_t i = 0; i < s.params.size(); ++i) {
+      if (int64_t n = nonFiniteCount(s.params[i])) {
+        if (s.model) Model::markNonFinite(s.model, s.names[i]);
+        fail("E_NONFINITE",
+             "AdamW step " + std::to_string(s.step) + " (lr " + std::to_string(lr) + ") left parameter " + s.names[i] + " with " +
+                 nonFiniteSummary(s.params[i], n) + ": the learning rate overflows the weights; the model in memory is unusable",
+             s.names[i]);
+      }
+    }
   }
 
   // Moments as safetensors (exp_avg.<param>, exp_avg_sq.<param>), the step count in the metadata.
@@ -166,6 +203,9 @@ class Optimizer : public Napi::ObjectWrap<Optimizer> {
         auto lock = lockFor(*s);
         std::vector<std::pair<std::string, torch::Tensor>> out;
         for (size_t i = 0; i < s->names.size(); ++i) {
+          for (const auto* m : {&s->expAvg[i], &s->expAvgSq[i]})
+            if (int64_t n = nonFiniteCount(*m))
+              fail("E_NONFINITE", "refusing to write " + path + ": the AdamW moments of " + s->names[i] + " hold " + nonFiniteSummary(*m, n), s->names[i]);
           out.emplace_back("exp_avg." + s->names[i], s->expAvg[i].cpu());
           out.emplace_back("exp_avg_sq." + s->names[i], s->expAvgSq[i].cpu());
         }
@@ -191,12 +231,29 @@ class Optimizer : public Napi::ObjectWrap<Optimizer> {
             auto it = byName.find(prefix + s->names[i]);
             if (it == byName.end()) fail("E_CHECKPOINT", path + " has no " + prefix + s->names[i], s->names[i]);
             if (it->second.sizes() != dst->sizes()) fail("E_CHECKPOINT", path + ": " + prefix + s->names[i] + " has the wrong shape", s->names[i]);
-            dst->copy_(it->second);
+            if (!it->second.is_floating_point())
+              fail("E_DTYPE", path + ": " + prefix + s->names[i] + " must be floating point", safetensors::dtypeTag(it->second.scalar_type()));
+            if (int64_t n = nonFiniteCount(it->second))
+              fail("E_CHECKPOINT", path + ": " + prefix + s->names[i] + " holds " + nonFiniteSummary(it->second, n), prefix + s->names[i]);
           }
         }
         auto st = f.metadata.find("step");
         if (st == f.metadata.end()) fail("E_CHECKPOINT", path + " has no step in its metadata");
-        s->step = std::stoll(st->second);
+        int64_t savedStep = -1;
+        try {
+          size_t used = 0;
+          savedStep = std::stoll(st->second, &used);
+          if (used != st->second.size()) savedStep = -1;
+        } catch (...) {
+        }
+        if (savedStep < 0) fail("E_CHECKPOINT", path + ": metadata step must be an integer >= 0", st->second);
+        // Every check passed: only now does the optimizer state change.
+        for (size_t i = 0; i < s->names.size(); ++i) {
+          for (auto [prefix, dst] : {std::make_pair("exp_avg.", &s->expAvg[i]), std::make_pair("exp_avg_sq.", &s->expAvgSq[i])}) {
+            dst->copy_(byName.at(prefix + s->names[i]));
+          }
+        }
+        s->step = savedStep;
         return [](Napi::Env env) -> Napi::Value { return env.Undefined(); };
       });
     });

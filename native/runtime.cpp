@@ -115,6 +115,15 @@ static Napi::Value randn(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     auto shape = toIntList(arg(info, 0), "shape");
     auto opts = arg(info, 1).IsUndefined() ? Napi::Object::New(info.Env()) : toObject(arg(info, 1), "options");
+    // Checked before allocating: a negative or overflowing shape, or more bytes than the machine has, is refused.
+    int64_t numel = 1;
+    for (auto d : shape) {
+      if (d < 0) fail("E_SHAPE", "shape entries must be >= 0", "[" + c10::Join(", ", shape) + "]");
+      if (__builtin_mul_overflow(numel, d, &numel)) fail("E_SHAPE", "shape has more elements than fit in 63 bits", "[" + c10::Join(", ", shape) + "]");
+    }
+    int64_t avail = availableMemoryBytes();
+    if (avail >= 0 && static_cast<double>(numel) * 4.0 > static_cast<double>(avail))
+      fail("E_SHAPE", "shape [" + c10::Join(", ", shape) + "] needs more memory than is available", std::to_string(numel));
     auto gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(optInt(opts, "seed", 0)));
     auto t = at::randn(shape, gen, torch::TensorOptions().dtype(torch::kFloat));
     return Tensor::wrap(info.Env(), t.to(parseDtype(optString(opts, "dtype", "float32"))));

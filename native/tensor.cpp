@@ -105,7 +105,7 @@ Napi::Value Tensor::fromArray(const Napi::CallbackInfo& info) {
     int64_t numel = 1;
     for (auto d : shape) {
       if (d < 0) fail("E_SHAPE", "shape entries must be >= 0", "[" + c10::Join(", ", shape) + "]");
-      numel *= d;
+      if (__builtin_mul_overflow(numel, d, &numel)) fail("E_SHAPE", "shape has more elements than fit in 63 bits", "[" + c10::Join(", ", shape) + "]");
     }
     if (numel != static_cast<int64_t>(arr.ElementLength()))
       fail("E_SHAPE", "shape [" + c10::Join(", ", shape) + "] holds " + std::to_string(numel) + " elements but the array has " +

@@ -26,6 +26,7 @@ export interface EvalPredictorOptions {
   maxNewTokens?: number;
   device?: string;
   dtype?: 'float32' | 'bfloat16' | 'float16';
+  allowNonFinite?: boolean;
 }
 
 export type LoadPredictor = (
@@ -159,6 +160,7 @@ interface EvalCliOptions {
   imageRoot?: string;
   imageReliance?: boolean;
   name?: string;
+  allowNonFinite?: boolean;
   quiet?: boolean;
   truncate?: boolean;
   overwrite?: boolean;
@@ -199,6 +201,7 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
     .option('--variant <v>', `metric variant: ${METRIC_VARIANTS.join(', ')}`, DEFAULT_VARIANT)
     .option('--image-root <dir>', 'folder the image names are relative to')
     .option('--image-reliance', 'also answer with a blank image and report the difference')
+    .option('--allow-non-finite', 'load a model/adapter/checkpoint whose tensors hold NaN/Inf (default: refused, naming the tensor)')
     .option('--name <name>', 'method name in the table')
     .option('--truncate', 'shorten questions that do not fit the model\'s context (default: refuse them)')
     .option('--overwrite', 'start over instead of resuming predictions already in the output')
@@ -216,7 +219,7 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
       checkOutputFile(o.out);
       const fingerprint = evalFingerprint(o);
       const data = await loadDataset(o.data, { format: formatArg(o.format), imageRoot: o.imageRoot });
-      const predictor = await loadPredictor(o.model, o.adapter, { maxNewTokens, device: o.device, dtype: o.dtype as EvalPredictorOptions['dtype'] });
+      const predictor = await loadPredictor(o.model, o.adapter, { maxNewTokens, device: o.device, dtype: o.dtype as EvalPredictorOptions['dtype'], allowNonFinite: o.allowNonFinite });
       try {
         if (predictor.fit) {
           const fitted = predictor.fit(data.records, { source: o.data, lineOf: (i) => recordLine(data.records[i]), truncate: o.truncate });

@@ -31,6 +31,7 @@ interface GenerateCliOptions {
   views: ViewLayout;
   device?: string;
   dtype?: DType;
+  allowNonFinite?: boolean;
   quiet?: boolean;
   truncate?: boolean;
   overwrite?: boolean;
@@ -68,6 +69,7 @@ async function runGenerate(opts: GenerateCliOptions): Promise<void> {
     views: opts.views,
     device: opts.device,
     dtype: opts.dtype,
+    allowNonFinite: opts.allowNonFinite,
     quiet: opts.quiet,
     truncate: opts.truncate,
     overwrite: opts.overwrite,
@@ -107,6 +109,7 @@ export function registerGenerateCommands(program: Command): void {
     .option('--dtype <t>', 'float32, bfloat16 or float16', choice('--dtype', ['float32', 'bfloat16', 'float16'] as const))
     .option('--truncate', "shorten questions that do not fit the model's context (default: refuse them)")
     .option('--overwrite', 'start over instead of resuming the prefs already in --out')
+    .option('--allow-non-finite', 'load a model/adapter/checkpoint whose tensors hold NaN/Inf (default: refused, naming the tensor)')
     .option('--quiet', 'no progress output')
     .action(runGenerate);
 }

@@ -34,6 +34,7 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <n>', 'perturbation seed', integer('--seed', 0), 0)
     .option('--batch <n>', 'records per forward pass', integer('--batch', 1), 8)
     .option('--json', 'JSON lines (the only output format; kept for scripts that pass it)')
+    .option('--allow-non-finite', 'load a model/adapter/checkpoint whose tensors hold NaN/Inf (default: refused, naming the tensor)')
     .option('--quiet', 'no progress bar')
     .action(async (o: LogprobsOptions) => {
       for await (const line of answerLogprobs(o)) process.stdout.write(JSON.stringify(line) + '\n');

@@ -52,6 +52,8 @@ interface EngineCliOptions {
   overwrite?: boolean;
   quiet?: boolean;
   json?: boolean;
+  maxNonfiniteSteps: number;
+  allowNonFinite?: boolean;
   nproc: number;
   nnodes: number;
   nodeRank: number;
@@ -85,6 +87,8 @@ function engineOptions(cmd: Command, lr: number): Command {
     .option('--save-steps <n>', 'checkpoint every n steps (0 = only the final result)', integer('--save-steps', 0), 500)
     .option('--save-total-limit <n>', 'checkpoints kept (0 = all)', integer('--save-total-limit', 0), 2)
     .option('--device <d>', 'cpu, cuda or cuda:N (with several ranks on CUDA: cuda:LOCAL_RANK)', 'cpu')
+    .option('--max-nonfinite-steps <n>', 'stop the run after n steps in a row with a NaN/Inf loss or gradient (each is skipped)', integer('--max-nonfinite-steps', 1), 5)
+    .option('--allow-non-finite', 'load a model/adapter/checkpoint whose tensors hold NaN/Inf (default: refused, naming the tensor)')
     .option('--resume', 'continue from the newest checkpoint in --out')
     .option('--overwrite', 'start over in an --out that holds a run')
     .option('--quiet', 'no progress output')
@@ -133,6 +137,8 @@ function engineConfig(o: EngineCliOptions): TrainConfigInput {
     saveSteps: o.saveSteps,
     saveTotalLimit: o.saveTotalLimit,
     device: rankDevice(o.device),
+    maxNonFiniteSteps: o.maxNonfiniteSteps,
+    allowNonFinite: o.allowNonFinite === true,
   };
 }
 

@@ -310,7 +310,7 @@ export async function generateFile(
       dtype: opts.dtype ?? null,
     };
     const data = await loadDataset(dataFile, { format: opts.format, imageRoot: opts.imageRoot });
-    const gen = await loadModelBundle(modelDir, { device: opts.device, dtype: opts.dtype, visionTowerDir: opts.visionTowerDir });
+    const gen = await loadModelBundle(modelDir, { device: opts.device, dtype: opts.dtype, visionTowerDir: opts.visionTowerDir, allowNonFinite: opts.allowNonFinite });
     try {
       const counts = await generatePreferences(gen, data.records, outPath, { ...opts, fingerprint, lock: false }, dataFile);
       return { ...counts, skipped: data.skipped };

@@ -8,7 +8,7 @@ import { readPreprocessing, type ImagePreprocessing } from './image';
 import { PixelCache } from './pixel-cache';
 import { encodeExample } from './template';
 import { loadTokenizer, type HscrTokenizer } from './tokenizer';
-import { VisionLanguageModel, type Batch, type BatchRow, type GenerateOptions } from './vlm';
+import { VisionLanguageModel, type Batch, type BatchRow, type GenerateOptions, type ModelOptions } from './vlm';
 
 export interface ModelBundle {
   dir: string;
@@ -17,13 +17,15 @@ export interface ModelBundle {
   preprocessing: ImagePreprocessing;
 }
 
-export interface LoadBundleOptions {
+export interface LoadBundleOptions extends ModelOptions {
   device?: string;
   dtype?: DType;
   visionTowerDir?: string;
 }
 
 export async function loadModelBundle(dir: string, options: LoadBundleOptions = {}): Promise<ModelBundle> {
+  if (typeof dir !== 'string' || dir === '') throw new HscrError('model folder must be a non-empty string', 'E_ARG', dir);
+  if (typeof options !== 'object' || options === null) throw new HscrError('options must be an object', 'E_ARG', options);
   const tokenizer = await loadTokenizer(dir);
   const preprocessing = readPreprocessing(dir);
   const model = await VisionLanguageModel.load(dir, options);

@@ -8,7 +8,7 @@ import { fitToContext, type FitOptions, type FitResult } from './context';
 export interface PredictorOptions extends LoadBundleOptions {
   maxNewTokens?: number;
   /** Loads a LoRA adapter (PEFT folder) into the bundle's model; lib/train provides it. */
-  loadAdapter?: (model: VisionLanguageModel, adapterDir: string) => Promise<void>;
+  loadAdapter?: (model: VisionLanguageModel, adapterDir: string, options?: { allowNonFinite?: boolean }) => Promise<void>;
 }
 
 export async function loadPredictor(
@@ -20,7 +20,7 @@ export async function loadPredictor(
   if (adapterDir) {
     try {
       if (!options.loadAdapter) throw new HscrError('loading an adapter needs options.loadAdapter (lib/train/adapter applyAdapter)', 'E_ARG', adapterDir);
-      await options.loadAdapter(bundle.model, adapterDir);
+      await options.loadAdapter(bundle.model, adapterDir, { allowNonFinite: options.allowNonFinite });
     } catch (e) {
       disposeBundle(bundle);
       throw e;

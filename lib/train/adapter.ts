@@ -138,7 +138,10 @@ interface AdapterTensors {
 }
 
 async function readAdapterTensors(file: string): Promise<AdapterTensors> {
-  const keys = (await safetensorsKeys(file)).map((e) => e.name);
+  const header = await safetensorsKeys(file);
+  const notFloat = header.find((e) => !['float32', 'float64', 'bfloat16', 'float16'].includes(e.dtype));
+  if (notFloat) throw new HscrError(`${file}: tensor "${notFloat.name}" is stored as ${notFloat.dtype} but LoRA weights are floating point`, 'E_DTYPE', notFloat.name);
+  const keys = header.map((e) => e.name);
   const parsed = keys.map((key) => {
     const m = PEFT_KEY.exec(key);
     if (!m) throw checkpointError(file, `"${key}" is not a PEFT LoRA key (base_model.model.<module>.lora_A|B.weight)`, key);
@@ -178,7 +181,8 @@ export function readAdapterConfig(dir: string, modules: string[]): { lora: LoraC
  * (r, alpha, dropout from adapter_config.json), or loads into the ones it has when they cover the same
  * modules. E_CHECKPOINT when the folder does not fit the model.
  */
-export async function loadAdapter(model: VisionLanguageModel, dir: string): Promise<AdapterInfo> {
+export async function loadAdapter(model: VisionLanguageModel, dir: string, options: { allowNonFinite?: boolean } = {}): Promise<AdapterInfo> {
+  if (typeof dir !== 'string' || dir === '') throw new HscrError('adapter folder must be a non-empty string', 'E_ARG', dir);
   if (!fs.existsSync(path.join(dir, ADAPTER_CONFIG)) || !fs.existsSync(path.join(dir, ADAPTER_WEIGHTS))) {
     throw new HscrError(`${dir} is not an adapter folder (needs ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS})`, 'E_CHECKPOINT', dir);
   }
@@ -203,7 +207,7 @@ export async function loadAdapter(model: VisionLanguageModel, dir: string): Prom
       { name: `${m}.lora_B.weight`, file: tensors.file, key: slot.B! },
     ];
   });
-  await model.handle.loadWeights(entries);
+  await model.handle.loadWeights(entries, { allowNonFinite: options.allowNonFinite === true });
   return { lora, modules: present, baseModel };
 }
 
@@ -249,6 +253,6 @@ function copyFileAtomic(from: string, to: string): void {
 }
 
 /** loadAdapter without the report: the shape lib/model/predictor.ts's `loadAdapter` option takes. */
-export async function applyAdapter(model: VisionLanguageModel, dir: string): Promise<void> {
-  await loadAdapter(model, dir);
+export async function applyAdapter(model: VisionLanguageModel, dir: string, options: { allowNonFinite?: boolean } = {}): Promise<void> {
+  await loadAdapter(model, dir, options);
 }

@@ -52,6 +52,14 @@ export interface TrainConfig {
   /** Checkpoints kept (oldest removed first); 0 = keep all. */
   saveTotalLimit: number;
   device: string;
+  /**
+   * A step whose loss or gradient norm is NaN/Inf is skipped (no update) and counted; this many skipped
+   * steps in a row stop the run with an E_NONFINITE (HscrError). Not a paper setting: 5 lets a rare bad
+   * batch pass while a diverged run (every step NaN from then on) stops within a few steps.
+   */
+  maxNonFiniteSteps: number;
+  /** Load a base model, adapter or checkpoint whose tensors hold NaN/Inf (default: E_CHECKPOINT naming the tensor). */
+  allowNonFinite: boolean;
 }
 
 export type MlpoLossKind = 'mlpo' | 'explicit' | 'implicit' | 'dpo';
@@ -105,6 +113,8 @@ function engineDefaults(): Omit<TrainConfig, 'modelDir' | 'outputDir'> {
     saveSteps: 500,
     saveTotalLimit: 2,
     device: 'cpu',
+    maxNonFiniteSteps: 5,
+    allowNonFinite: false,
   };
 }
 
@@ -162,6 +172,8 @@ function checkTrain(c: TrainConfig): void {
   nonNegativeInt('saveSteps', c.saveSteps);
   nonNegativeInt('saveTotalLimit', c.saveTotalLimit);
   if (typeof c.device !== 'string' || !/^(cpu|cuda(:\d+)?)$/.test(c.device)) throw bad('device', 'must be cpu, cuda or cuda:N', c.device);
+  positiveInt('maxNonFiniteSteps', c.maxNonFiniteSteps);
+  if (typeof c.allowNonFinite !== 'boolean') throw bad('allowNonFinite', 'must be true or false', c.allowNonFinite);
 }
 
 function checkSchedule(field: string, s: TermSchedule): void {
@@ -191,6 +203,7 @@ function stripUndefined<T extends object>(o: T): Partial<T> {
 
 /** SFT settings: the engine defaults with LLaVA's fine-tuning lr (the paper's 5e-7 is for MLPO on top of SFT). */
 export function resolveSftConfig(input: TrainConfigInput): TrainConfig {
+  if (typeof input !== 'object' || input === null) throw bad('(the whole config)', 'must be an object', input);
   const c: TrainConfig = { ...engineDefaults(), learningRate: D.sftLr, ...stripUndefined(input), lora: withLora(input) } as TrainConfig;
   checkTrain(c);
   return c;
@@ -201,6 +214,7 @@ export function resolveSftConfig(input: TrainConfigInput): TrainConfig {
  * zero the other level, dpo keeps one rejected answer and no implicit level.
  */
 export function resolveMlpoConfig(input: MlpoConfigInput): MlpoConfig {
+  if (typeof input !== 'object' || input === null) throw bad('(the whole config)', 'must be an object', input);
   const base: MlpoConfig = {
     ...engineDefaults(),
     loss: 'mlpo',

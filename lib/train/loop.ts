@@ -172,6 +172,31 @@ function setUpTrainable(model: VisionLanguageModel, config: TrainConfig): void {
   addon.setTrainable(model.handle, 'lora');
 }
 
+/** Counts skipped (non-finite) steps; too many in a row end the run. */
+class NonFiniteGuard {
+  inARow = 0;
+  total = 0;
+  constructor(readonly limit: number, readonly label: string) {}
+
+  /** Records one step; throws E_NONFINITE once `limit` steps in a row were skipped. */
+  record(skipped: boolean, step: number, loss: number | undefined, gradNorm: number): void {
+    if (!skipped) {
+      this.inARow = 0;
+      return;
+    }
+    this.inARow += 1;
+    this.total += 1;
+    if (this.inARow < this.limit) return;
+    throw new HscrError(
+      `${this.label}: ${this.inARow} optimizer steps in a row (steps ${step + 2 - this.inARow}–${step + 1}) had a non-finite loss or gradient ` +
+        `(last loss ${loss}, gradient norm ${gradNorm}) and were skipped; the run stops (lower --lr, set --max-grad-norm, or raise --max-nonfinite-steps). ` +
+        `Nothing non-finite was saved; checkpoints written before are intact.`,
+      'E_NONFINITE',
+      { step: step + 1, inARow: this.inARow, total: this.total },
+    );
+  }
+}
+
 async function writeWeights(model: VisionLanguageModel, config: TrainConfig, dir: string): Promise<void> {
   if (config.finetune === 'lora') return saveAdapter(model, dir, config.lora, path.resolve(config.modelDir));
   // Internal names: a checkpoint is read back only by hscr's own resume.
@@ -181,11 +206,14 @@ async function writeWeights(model: VisionLanguageModel, config: TrainConfig, dir
 
 async function loadWeights(model: VisionLanguageModel, config: TrainConfig, dir: string): Promise<void> {
   if (config.finetune === 'lora') {
-    await loadAdapter(model, dir);
+    await loadAdapter(model, dir, { allowNonFinite: config.allowNonFinite });
     return;
   }
   const file = path.join(dir, FULL_WEIGHTS);
-  await model.handle.loadWeights(model.parameters().map((p) => ({ name: p.name, file, key: p.name })));
+  await model.handle.loadWeights(
+    model.parameters().map((p) => ({ name: p.name, file, key: p.name })),
+    { allowNonFinite: config.allowNonFinite },
+  );
 }
 
 /** Every rank's CPU generator state, gathered on all ranks (rank 0 writes them into the checkpoint). */
@@ -254,6 +282,7 @@ export async function runTraining(model: VisionLanguageModel, task: TrainingTask
   const started = Date.now();
   let samplesDone = 0;
   let lastMetrics: StepMetrics = {};
+  const guard = new NonFiniteGuard(config.maxNonFiniteSteps, task.label);
   addon.setTraining(model.handle, true);
   try {
     for (let step = startStep; step < plan.totalSteps; step++) {
@@ -265,8 +294,10 @@ export async function runTraining(model: VisionLanguageModel, task: TrainingTask
         addSums(local, await task.microStep(model, micro, scale, step), task.sumKeys);
       }
       const lr = learningRateAt(step, schedule);
-      const { gradNorm } = await optimizer.step({ lr, maxGradNorm: config.maxGradNorm, processGroup: dist.group });
+      // Reduced before the step, so every rank sees the same sums and skips (or not) together.
       const sums = await reduceSums(local, task.sumKeys, dist);
+      const lossFinite = task.sumKeys.every((k) => Number.isFinite(sums[k] ?? 0));
+      const { gradNorm, skipped } = await optimizer.step({ lr, maxGradNorm: config.maxGradNorm, processGroup: dist.group, skip: !lossFinite });
       const seconds = Math.max(1e-9, (Date.now() - stepStart) / 1000);
       samplesDone += indices.length;
       lastMetrics = {
@@ -277,13 +308,17 @@ export async function runTraining(model: VisionLanguageModel, task: TrainingTask
         grad_norm: gradNorm,
         samples_per_second: indices.length / seconds,
         tokens_per_second: (sums.tokens ?? 0) / seconds,
+        // 1 when this step's loss or gradient was NaN/Inf and the update was skipped; the run's count so far.
+        nonfinite_skipped: skipped ? 1 : 0,
+        nonfinite_steps: guard.total + (skipped ? 1 : 0),
       };
       metricsLog?.write(lastMetrics);
       opts.onStep?.(lastMetrics);
+      guard.record(skipped, step, lastMetrics.loss, gradNorm);
       progress.tick();
       const done = step + 1;
       if (config.saveSteps > 0 && done % config.saveSteps === 0 && done < plan.totalSteps) {
-        await saveCheckpoint(model, optimizer, config, plan, identity, dist, lr, lastMetrics);
+        await saveCheckpoint(model, optimizer, config, plan, identity, dist, lr, lastMetrics, done);
       }
     }
   } finally {
@@ -313,10 +348,11 @@ async function saveCheckpoint(
   dist: DistContext,
   lastLr: number,
   lastMetrics: StepMetrics,
+  globalStep: number,
 ): Promise<void> {
   const rngStates = await gatherRngStates(dist);
   if (dist.rank !== 0) return;
-  const globalStep = optimizer.stepCount;
+  // The loop's step count, not the optimizer's: skipped (non-finite) steps advance the first, not the second.
   const state: TrainerState = {
     version: 1,
     globalStep,

@@ -455,7 +455,7 @@ export async function runMlpo(o: MlpoRunOptions): Promise<MlpoRunResult> {
   const ownGroup = o.dist === undefined;
   const dist = o.dist ?? (await initDistributed(distEnvFrom(), config.device.startsWith('cuda') ? 'nccl' : 'gloo'));
   if (dist.rank === 0) checkOutputDir(config.outputDir, o);
-  const bundle = await loadModelBundle(config.modelDir, { device: config.device });
+  const bundle = await loadModelBundle(config.modelDir, { device: config.device, allowNonFinite: config.allowNonFinite });
   try {
     const { examples, skippedEmpty, skippedBlank } = await loadPreferences(bundle, o.prefs);
     if (examples.length === 0) throw new HscrError(`${o.prefs}: no sample has a dispreferred answer to train on`, 'E_DATA', o.prefs);

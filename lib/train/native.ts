@@ -65,7 +65,11 @@ export interface MlpoSpec {
 }
 
 export interface NativeOptimizer {
-  step(o: { lr: number; maxGradNorm: number; processGroup?: NativeProcessGroup; grads?: Tensor[] }): Promise<{ gradNorm: number; step: number }>;
+  /**
+   * One AdamW update, skipped (no change but zeroed gradients) when `skip` is set or the global gradient
+   * norm is NaN/Inf; E_NONFINITE when the update itself leaves a weight NaN/Inf.
+   */
+  step(o: { lr: number; maxGradNorm: number; processGroup?: NativeProcessGroup; grads?: Tensor[]; skip?: boolean }): Promise<{ gradNorm: number; step: number; skipped: boolean }>;
   save(file: string): Promise<void>;
   load(file: string): Promise<void>;
   readonly stepCount: number;

@@ -90,7 +90,7 @@ export async function runSft(o: SftRunOptions): Promise<TrainResult & { config: 
   const ownGroup = o.dist === undefined;
   const dist = o.dist ?? (await initDistributed(distEnvFrom(), config.device.startsWith('cuda') ? 'nccl' : 'gloo'));
   if (dist.rank === 0) checkOutputDir(config.outputDir, o);
-  const bundle = await loadModelBundle(config.modelDir, { device: config.device });
+  const bundle = await loadModelBundle(config.modelDir, { device: config.device, allowNonFinite: config.allowNonFinite });
   try {
     const data = await loadDataset(o.data, { format: o.format ?? 'auto', imageRoot: o.imageRoot });
     const examples = encodeSftExamples(bundle, data.records, path.resolve(o.data));
