@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { writeTrlFile } from '../generate/trl';
 import { HSCR_DEFAULTS } from '../config';
 import { HscrError } from '../errors';
 import { rerankFile, type RerankCounts, type RerankMode } from '../rerank/rerank';
@@ -73,4 +74,14 @@ export function registerRerankCommands(program: Command): void {
     .option('--model <dir>', 'word similarity from this model’s token embeddings (default: exact word match)')
     .option('--quiet', 'no progress output')
     .action(runRerank);
+
+  program
+    .command('export-trl')
+    .description("write ranked preferences as TRL's preference JSONL (prompt/chosen/rejected/images), one line per pair")
+    .requiredOption('--in <file>', 'ranked.jsonl from hscr rerank')
+    .requiredOption('--out <file>', 'TRL JSONL to write (replaced)')
+    .action(async (o: { in: string; out: string }) => {
+      const r = await writeTrlFile({ input: o.in, out: o.out });
+      process.stdout.write(`wrote ${r.pairs} TRL pairs from ${r.samples} samples to ${o.out}\n`);
+    });
 }
