@@ -1,5 +1,5 @@
 {
-  "//": "hscr builds with CMake (CMakeLists.txt). node-gyp only delegates to it, so that `node-gyp rebuild` (and prebuildify) produce build/Release/hscr.node.",
+  "//": "hscr builds with CMake (CMakeLists.txt). node-gyp only delegates to it, so that `node-gyp rebuild` produces build/Release/hscr.node (prebuilds: scripts/prebuild.js).",
   "targets": [
     {
       "target_name": "hscr_cmake",

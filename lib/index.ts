@@ -92,6 +92,8 @@ export {
   type GenerateMode,
 } from './generate/pipeline';
 export type { PrefRecord, RankedRecord, PreferenceSample, Candidate, RankedCandidate, Replacement } from './generate/types';
+// TRL's preference format (prompt/chosen/rejected/images): read wherever ranked preferences are read, written by writeTrlFile.
+export { writeTrlFile, toTrl, fromTrl, type TrlPreference, type TrlMessage, type TrlExportRequest } from './generate/trl';
 export { buildDispreferred, type ReplacementSchedule } from './generate/dispreferred';
 export { rerank, rerankFile, type RerankOptions, type RerankFileOptions, type RerankFileRequest, type RerankCounts, type RerankResult, type RerankMode } from './rerank/rerank';
 export { corleyMihalcea, idfFromCorpus, embeddingWordSimilarity, type TextSimilarity, type WordSimilarity, type CorleyMihalceaOptions, type Idf } from './rerank/similarity';

@@ -87,7 +87,7 @@ export interface AddonLocation {
   variant?: string;
   /** Why this binary: the libtorch it matched and where that libtorch was found. */
   reason: string;
-  /** The libtorch libraries preloaded (RTLD_GLOBAL) before the addon, so it finds them wherever they are. */
+  /** The libtorch libraries preloaded (RTLD_LOCAL) before the addon, so it finds them wherever they are. */
   preloaded: string[];
 }
 

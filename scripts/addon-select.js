@@ -5,7 +5,7 @@
 //
 // Prebuilt variants are named by platform, libtorch major.minor and CPU/CUDA:
 //   prebuilds/<platform>-<arch>/hscr.napi.glibc.torch-<major>.<minor>.<cpu|cuda>.node
-//   prebuilds/<platform>-<arch>/hscr_preload.napi.glibc.node   (torch-free: dlopens libtorch, RTLD_GLOBAL)
+//   prebuilds/<platform>-<arch>/hscr_preload.napi.glibc.node   (torch-free: dlopens libtorch, RTLD_LOCAL)
 // (node-gyp-build's tag parser reads `napi` and `glibc` and ignores the rest, so the names stay legal there.)
 //
 // libtorch is looked for where users have it, in this order:

@@ -50,7 +50,9 @@ hscr doctor --gemm-size 128 >&2
 step "tiny model, phantom data, forward pass (hscr logprobs)"
 t0=$SECONDS
 hscr init --preset tiny --out "$app/model" --seed 1 >&2
-hscr phantom --out "$app/data" --train 2 --test 4 --seed 3 --quiet >&2
+hscr phantom --out "$app/data" --train 2 --test 4 --seed 3 --quiet 2>"$app/phantom.err" >&2
+# libtorch preloaded into the global scope once clashed with sharp's GLib: any such line is a failure.
+if grep -q CRITICAL "$app/phantom.err"; then step "FAIL: $(grep -c CRITICAL "$app/phantom.err") GLib CRITICAL lines while writing PNGs"; exit 1; fi
 hscr logprobs --model "$app/model" --data "$app/data/test.jsonl" --quiet >"$app/logprobs.jsonl"
 step "  ($((SECONDS - t0)) s)"
 env PATH="$bin" node -e '

@@ -1,10 +1,11 @@
 import t from 'tap';
+import { MISTRAL_TOKENIZER, needShared, sharedPath } from './helpers/shared';
 import * as path from 'node:path';
 import { HscrError } from '../lib/errors';
 import { loadDataset, loadLlavaMed, loadPathVqa, loadSlake, loadVqaRad, loadHscr, detectFormat, readJsonArray, readJsonlAll } from '../lib/data';
 
 const fx = (...p: string[]) => path.resolve(__dirname, 'fixtures', ...p);
-const shared = (...p: string[]) => path.resolve(__dirname, '../../shared/data', ...p);
+const shared = (...p: string[]) => sharedPath('data', ...p);
 
 /** Asserts an E_DATA error naming file, line and field. */
 async function rejectsAt(t: Tap.Test, p: Promise<unknown>, file: string, line: number, field?: string): Promise<void> {
@@ -111,7 +112,7 @@ t.test('format detection', async (t) => {
   await t.rejects(loadDataset(fx('hscr/data.jsonl'), { format: 'nope' as 'hscr' }), { code: 'E_ARG' });
 });
 
-t.test('the real benchmarks load with the counts their READMEs state', async (t) => {
+t.test('the real benchmarks load with the counts their READMEs state', { skip: needShared('data/vqa-rad/testset.json', 'data/vqa-rad/trainset.json', 'data/slake/test.json', 'data/slake/train.json', 'data/pathvqa/pvqa_test.json') }, async (t) => {
   const rad = await loadDataset(shared('vqa-rad/testset.json'));
   t.equal(rad.format, 'vqa-rad');
   t.equal(rad.loaded, 451);

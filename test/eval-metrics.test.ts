@@ -1,9 +1,10 @@
 import t from 'tap';
+import { MISTRAL_TOKENIZER, needShared, sharedPath } from './helpers/shared';
 import * as path from 'node:path';
 import { normalizeWord, llavaF1, closedCorrect, openScore, scorePredictions, loadPredictions, resultsTable, type MetricVariant } from '../lib/eval';
 import { loadDataset, type VqaRecord } from '../lib/data';
 
-const shared = (...p: string[]) => path.resolve(__dirname, '../../shared/data', ...p);
+const shared = (...p: string[]) => sharedPath('data', ...p);
 const rec = (id: string, answer: string, answer_type: 'open' | 'closed', dataset = 'vqa-rad'): VqaRecord => ({ id, image: '/x.png', question: 'q', answer, answer_type, dataset });
 
 t.test('normalize_word: punctuation, articles, number words, contractions', async (t) => {
@@ -86,7 +87,7 @@ t.test('pairing is by id, never by position', async (t) => {
   t.throws(() => scorePredictions(records, byId, 'nope' as MetricVariant), { code: 'E_ARG' });
 });
 
-t.test('real LLaVA-Med predictions on VQA-RAD', async (t) => {
+t.test('real LLaVA-Med predictions on VQA-RAD', { skip: needShared('data/vqa-rad/testset.json', 'data/llava-med-predictions/answer-file.qid.jsonl', 'data/llava-med-predictions/answer-file-llava-zeorshot.qid.jsonl') }, async (t) => {
   const gt = await loadDataset(shared('vqa-rad/testset.json'));
   const preds = await loadPredictions(shared('llava-med-predictions/answer-file.qid.jsonl'));
   t.equal(preds.size, 451);

@@ -1,4 +1,5 @@
 import t from 'tap';
+import { SHARED_DIR, needShared } from './helpers/shared';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -23,7 +24,7 @@ import {
 
 type TapTest = Parameters<Extract<Parameters<typeof t.test>[0], (...a: never[]) => unknown>>[0];
 
-const SHARED = path.resolve(__dirname, '../../shared');
+const SHARED = SHARED_DIR;
 const FIXTURE = path.resolve(__dirname, 'fixtures/model/pil-resize.json');
 
 /** CLIP normalisation of one 8-bit value in channel c, in plain double arithmetic. */
@@ -121,7 +122,7 @@ t.test('decoding matches PIL convert("RGB"): alpha dropped, grey replicated, 16-
   await t.rejects(decodeRgb(path.join(SHARED, 'no-such.jpg')), { code: 'E_DATA', message: /no-such\.jpg/ });
 });
 
-t.test('CMYK JPEGs decode like Pillow: the originals against the Pillow-converted copies', async (t) => {
+t.test('CMYK JPEGs decode like Pillow: the originals against the Pillow-converted copies', { skip: needShared('data/pathvqa/images_cmyk_original/test', 'data/pathvqa/images/test') }, async (t) => {
   const originals = path.join(SHARED, 'data/pathvqa/images_cmyk_original/test');
   const copies = path.join(SHARED, 'data/pathvqa/images/test');
   const files = fs.readdirSync(originals).sort().slice(0, 12);
@@ -180,7 +181,7 @@ t.test('preprocessor_config.json: CLIP\'s old format, LLaVA-Med\'s CLIP folder a
   t.throws(() => readPreprocessing(tempDir(t)), { code: 'E_CONFIG' });
 });
 
-t.test('loadImages: a batch [B, 3, H, W] in path order, equal to one-by-one preprocessing', async (t) => {
+t.test('loadImages: a batch [B, 3, H, W] in path order, equal to one-by-one preprocessing', { skip: needShared('data/slake/imgs/xmlab102/source.jpg', 'data/slake/imgs/xmlab103/source.jpg', 'data/slake/imgs/xmlab105/source.jpg') }, async (t) => {
   const dir = path.join(SHARED, 'data/slake/imgs');
   const files = ['xmlab102', 'xmlab103', 'xmlab105'].map((f) => path.join(dir, f, 'source.jpg'));
   const p = clipPreprocessing(32);

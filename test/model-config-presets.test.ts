@@ -1,4 +1,5 @@
 import t from 'tap';
+import { MISTRAL_TOKENIZER, SHARED_DIR, needShared } from './helpers/shared';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -10,7 +11,7 @@ import { HscrTokenizer, buildCorpusTokenizer, corpusTokenizerConfig, corpusWords
 
 type TapTest = Parameters<Extract<Parameters<typeof t.test>[0], (...a: never[]) => unknown>>[0];
 
-const SHARED = path.resolve(__dirname, '../../shared');
+const SHARED = SHARED_DIR;
 
 function tempDir(t: TapTest): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-init-'));
@@ -62,7 +63,7 @@ t.test('parameterCount: the shapes\' sum, and the presets within their budgets',
   t.throws(() => presetConfig('tiny', { vocabSize: 0 }), { code: 'E_ARG', value: 0 });
 });
 
-t.test('hscr init files, tiny preset from a corpus: everything reads back', async (t) => {
+t.test('hscr init files, tiny preset from a corpus: everything reads back', { skip: needShared('data/vqa-rad/trainset.json', 'data/vqa-rad/testset.json', 'data/slake/train.json', 'data/slake/test.json') }, async (t) => {
   const dir = path.join(tempDir(t), 'model');
   const words = benchmarkWords();
   const cfg = await writeInitFiles(dir, { preset: 'tiny', corpusWords: words, slidingWindow: 16 });
@@ -81,7 +82,7 @@ t.test('hscr init files, tiny preset from a corpus: everything reads back', asyn
   t.equal(tokenizer.decode(tokenizer.encode('Is there a mass in the left lung?'), { skipSpecial: true }), 'Is there a mass in the left lung?');
 });
 
-t.test('hscr init files, small preset: the real Mistral tokenizer, copied unchanged; LLaVA-Med layout', async (t) => {
+t.test('hscr init files, small preset: the real Mistral tokenizer, copied unchanged; LLaVA-Med layout', { skip: needShared(MISTRAL_TOKENIZER) }, async (t) => {
   const dir = tempDir(t);
   const cfg = await writeInitFiles(dir, { preset: 'small', layout: 'llava-med' });
   t.equal(defaultMistralTokenizerDir(), path.join(SHARED, 'models/mistral-7b-tokenizer'));

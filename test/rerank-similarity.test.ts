@@ -1,4 +1,5 @@
 import t, { type Test } from 'tap';
+import { needShared, sharedPath } from './helpers/shared';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { corleyMihalcea, embeddingWordSimilarity, exactWordSimilarity, idfFromCorpus, words, type WordVectors } from '../lib/rerank/similarity';
@@ -65,8 +66,8 @@ t.test('hand-computed values with embedding word similarity', async (t) => {
   t.throws(() => mismatched('a', 'b'), { code: 'E_ARG' });
 });
 
-t.test('properties on real answers: symmetric, 1 on itself, within [0, 1]', async (t) => {
-  const vqa = JSON.parse(readFileSync(path.resolve(__dirname, '../../shared/data/vqa-rad/testset.json'), 'utf8')) as Array<{ answer: string; question: string }>;
+t.test('properties on real answers: symmetric, 1 on itself, within [0, 1]', { skip: needShared('data/vqa-rad/testset.json') }, async (t) => {
+  const vqa = JSON.parse(readFileSync(sharedPath('data/vqa-rad/testset.json'), 'utf8')) as Array<{ answer: string; question: string }>;
   const texts = vqa.slice(0, 120).flatMap((r) => [r.answer, r.question]);
   let seed = 7;
   const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;

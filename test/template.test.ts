@@ -1,14 +1,18 @@
 import t from 'tap';
+import { MISTRAL_TOKENIZER, SHARED_DIR, needShared } from './helpers/shared';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { encodeExample, renderConversation, tokenizeWithImage } from '../lib/model/template';
 import { HscrTokenizer, buildCorpusTokenizer, corpusTokenizerConfig, corpusWords, loadTokenizer, type TokenizerJson } from '../lib/model/tokenizer';
 
-const SHARED = path.resolve(__dirname, '../../shared');
-const MISTRAL_DIR = path.join(SHARED, 'models/mistral-7b-tokenizer');
+const SHARED = SHARED_DIR;
+const MISTRAL_DIR = path.join(SHARED, MISTRAL_TOKENIZER);
+const NO_MISTRAL = needShared(MISTRAL_TOKENIZER);
 const MISTRAL = { template: 'mistral_instruct', imageTokenIndex: -200 } as const;
 const VICUNA = { template: 'vicuna_v1', imageTokenIndex: -200 } as const;
-const mistralTokenizer = loadTokenizer(MISTRAL_DIR); // loaded once: 1.9 MB of JSON
+let mistralLoad: ReturnType<typeof loadTokenizer> | undefined;
+/** Loaded once (1.9 MB of JSON), on first use: a clone without the shared data never reads it. */
+const mistral = () => (mistralLoad ??= loadTokenizer(MISTRAL_DIR));
 
 /**
  * LLaVA's Conversation.get_prompt() for SeparatorStyle.LLAMA_2 and TWO, transcribed step by step from
@@ -73,8 +77,8 @@ t.test('rendered text is what LLaVA\'s get_prompt writes', async (t) => {
   t.throws(() => renderConversation('chatml' as never, { question: q }), { code: 'E_ARG', value: 'chatml' });
 });
 
-t.test('mistral_instruct with the real tokenizer: LLaVA-Med\'s prompt ids and answer ids', async (t) => {
-  const tk = await mistralTokenizer;
+t.test('mistral_instruct with the real tokenizer: LLaVA-Med\'s prompt ids and answer ids', { skip: NO_MISTRAL }, async (t) => {
+  const tk = await mistral();
   const { promptIds, answerIds } = encodeExample({ question: 'Is there a mass in the left lung?', answer: 'yes' }, tk, MISTRAL);
   // <s> ▁[ INST ] ▁ | <image> | ▁ <0x0A> Is ▁there ▁a ▁mass ▁in ▁the ▁left ▁lung ? ▁[ / INST ]
   t.same(promptIds, [1, 733, 16289, 28793, 28705, -200, 28705, 13, 2301, 736, 264, 3042, 297, 272, 1749, 14966, 28804, 733, 28748, 16289, 28793]);
@@ -88,8 +92,8 @@ t.test('mistral_instruct with the real tokenizer: LLaVA-Med\'s prompt ids and an
   t.ok(tk.decode(vicuna.promptIds.slice(0, vicuna.promptIds.indexOf(32000))).startsWith('<s> A chat between'));
 });
 
-t.test('answer ids equal the tail of the whole conversation\'s tokens, for every shared VQA question', async (t) => {
-  const tk = await mistralTokenizer;
+t.test('answer ids equal the tail of the whole conversation\'s tokens, for every shared VQA question', { skip: needShared(MISTRAL_TOKENIZER, 'data/vqa-rad/testset.json', 'data/slake/test.json', 'data/pathvqa/pvqa_test.json') }, async (t) => {
+  const tk = await mistral();
   const examples = sharedQuestions();
   let bad = 0;
   for (const cfg of [MISTRAL, VICUNA]) {
@@ -110,8 +114,8 @@ t.test('answer ids equal the tail of the whole conversation\'s tokens, for every
   t.ok(examples.length > 1900);
 });
 
-t.test('tokenizeWithImage follows tokenizer_image_token: one BOS, chunks tokenised on their own', async (t) => {
-  const tk = await mistralTokenizer;
+t.test('tokenizeWithImage follows tokenizer_image_token: one BOS, chunks tokenised on their own', { skip: NO_MISTRAL }, async (t) => {
+  const tk = await mistral();
   const chunk = (s: string) => tk.encode(s);
   t.same(tokenizeWithImage('a <image> b <image>', tk, 9), [1, ...chunk('a ').slice(1), 9, ...chunk(' b ').slice(1), 9]);
   t.same(tokenizeWithImage('<image>', tk, -200), [1, -200]);

@@ -86,6 +86,11 @@ t.test('a saved PEFT adapter reloads to identical outputs, onto either layout', 
   const cfg = JSON.parse(fs.readFileSync(path.join(dir, ADAPTER_CONFIG), 'utf8'));
   t.match(cfg, { peft_type: 'LORA', r: 4, lora_alpha: 8, lora_dropout: 0.1, task_type: 'CAUSAL_LM', bias: 'none' });
   t.equal(cfg.target_modules, '(?!.*vision_tower).*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)', 'a PEFT regex that spares the vision tower');
+  t.same(Object.keys(cfg).filter((k) => k.startsWith('hscr')), [], 'PEFT-clean: no hscr keys in adapter_config.json');
+  t.notOk(path.isAbsolute(cfg.base_model_name_or_path), `base_model_name_or_path is not a machine path: ${cfg.base_model_name_or_path}`);
+  t.equal(path.resolve(dir, cfg.base_model_name_or_path), path.resolve(hfDir), 'relative to the adapter folder');
+  const extras = JSON.parse(fs.readFileSync(path.join(dir, 'hscr_adapter.json'), 'utf8'));
+  t.same(extras, { scope: LORA.scope, targets: LORA.targets, base_model_path: path.resolve(hfDir) });
   const keys = (await safetensorsKeys(path.join(dir, ADAPTER_WEIGHTS))).map((k) => k.name);
   t.ok(keys.includes('base_model.model.language_model.model.layers.0.self_attn.q_proj.lora_A.weight'), 'transformers spelling');
   t.ok(keys.includes('base_model.model.language_model.model.layers.1.mlp.down_proj.lora_B.weight'));

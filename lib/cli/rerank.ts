@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { writeTrlFile } from '../generate/trl';
 import { HSCR_DEFAULTS } from '../config';
 import { HscrError } from '../errors';
 import { defaultWordSimilarity, rerankFile, type RerankCounts, type RerankMode } from '../rerank/rerank';
@@ -78,4 +79,14 @@ export function registerRerankCommands(program: Command): void {
     .option('--overwrite', 'start over instead of resuming the records already in --out')
     .option('--quiet', 'no progress output')
     .action(runRerank);
+
+  program
+    .command('export-trl')
+    .description("write ranked preferences as TRL's preference JSONL (prompt/chosen/rejected/images), one line per pair")
+    .requiredOption('--in <file>', 'ranked.jsonl from hscr rerank')
+    .requiredOption('--out <file>', 'TRL JSONL to write (replaced)')
+    .action(async (o: { in: string; out: string }) => {
+      const r = await writeTrlFile({ input: o.in, out: o.out });
+      process.stdout.write(`wrote ${r.pairs} TRL pairs from ${r.samples} samples to ${o.out}\n`);
+    });
 }

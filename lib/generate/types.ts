@@ -5,6 +5,7 @@
  */
 import { RawRecord } from '../data/fields';
 import { dataError } from '../errors';
+import { fromTrl, isTrlRecord } from './trl';
 
 /** One token swapped into y_w to make a dispreferred answer. */
 export interface Replacement {
@@ -136,8 +137,9 @@ export function parsePrefRecord(value: unknown, src: RecordSource): PrefRecord {
   return { ...sample, candidates };
 }
 
-/** Checks one parsed ranked.jsonl line, as the trainer reads it. */
+/** Checks one parsed ranked.jsonl line, as the trainer reads it; a TRL preference line is read too (see trl.ts). */
 export function parseRankedRecord(value: unknown, src: RecordSource): RankedRecord {
+  if (isTrlRecord(value)) return fromTrl(value, src);
   const sample = parseSample(value, src);
   const rejected = requireArray(sample, 'rejected', 'rejected', src).map((c, i) => {
     const field = `rejected[${i}]`;

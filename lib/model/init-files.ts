@@ -53,7 +53,8 @@ async function tokenizerFiles(options: InitFilesOptions): Promise<{ files: Files
       files.set(name, await fsp.readFile(path.join(dir, name), 'utf8'));
     } catch (e) {
       if (name === 'tokenizer.json' || (e as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new HscrError(`${path.join(dir, name)}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, 'E_IO', dir);
+        const hint = options.tokenizerDir ? '' : `; the ${options.preset} preset needs Mistral-7B's tokenizer: pass its folder (tokenizerDir / --tokenizer <dir>)`;
+        throw new HscrError(`${path.join(dir, name)}: cannot read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})${hint}`, 'E_IO', dir);
       }
     }
   }

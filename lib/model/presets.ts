@@ -38,9 +38,13 @@ export const PRESET_INFO: Record<PresetName, PresetInfo> = {
   small: { tokenizer: 'mistral', maxVocab: 32_000, parameterBounds: [20_000_000, 40_000_000] },
 };
 
-/** The real Mistral-7B tokenizer beside the project (../shared), the `small` preset's default. */
+/**
+ * The real Mistral-7B tokenizer beside the project (../shared, or HSCR_SHARED_DIR), the `small` preset's
+ * default. An installed package has no ../shared: pass `--tokenizer <dir>` (any folder with Mistral's tokenizer.json).
+ */
 export function defaultMistralTokenizerDir(): string {
-  return path.resolve(PACKAGE_ROOT, '../shared/models/mistral-7b-tokenizer');
+  const shared = process.env.HSCR_SHARED_DIR ? path.resolve(process.env.HSCR_SHARED_DIR) : path.resolve(PACKAGE_ROOT, '../shared');
+  return path.join(shared, 'models/mistral-7b-tokenizer');
 }
 
 /** The special-token ids both presets take from the tokenizer. */

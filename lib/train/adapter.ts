@@ -90,9 +90,35 @@ function adapterConfigJson(lora: LoraConfig, baseModel: string | null): Record<s
     task_type: 'CAUSAL_LM',
     use_dora: false,
     use_rslora: false,
+  };
+}
+
+/** hscr's extras, kept out of adapter_config.json so that file is exactly what PEFT writes and reads. */
+export const ADAPTER_EXTRAS = 'hscr_adapter.json';
+
+/**
+ * What goes in base_model_name_or_path: the base model's own `_name_or_path` (a hub id such as
+ * "microsoft/llava-med-v1.5-mistral-7b") when its config.json has one, else the base folder relative to the
+ * adapter folder (never an absolute path of the machine that trained it).
+ */
+export function neutralBaseModel(adapterDir: string, baseModel: string | null): string | null {
+  if (baseModel === null) return null;
+  try {
+    const cfg = JSON.parse(fs.readFileSync(path.join(baseModel, 'config.json'), 'utf8')) as { _name_or_path?: unknown };
+    if (typeof cfg._name_or_path === 'string' && cfg._name_or_path !== '' && !path.isAbsolute(cfg._name_or_path)) return cfg._name_or_path;
+  } catch {
+    /* not a folder with a config: fall back to the relative path */
+  }
+  return path.relative(path.resolve(adapterDir), path.resolve(baseModel)) || '.';
+}
+
+function adapterExtrasJson(lora: LoraConfig, baseModel: string | null): Record<string, unknown> {
+  return {
     // hscr's own reading of target_modules, so a reload needs no regex.
-    hscr_scope: lora.scope,
-    hscr_targets: lora.targets,
+    scope: lora.scope,
+    targets: lora.targets,
+    // Where the base model was when the adapter was written (hscr resolves base_model_name_or_path against it).
+    base_model_path: baseModel === null ? null : path.resolve(baseModel),
   };
 }
 
@@ -104,7 +130,8 @@ export async function saveAdapter(model: VisionLanguageModel, dir: string, lora:
   const entries = modules.flatMap((m) => (['A', 'B'] as const).map((part) => ({ name: `${m}.lora_${part}.weight`, key: peftKey(layout, m, part) })));
   fs.mkdirSync(dir, { recursive: true });
   await model.handle.saveWeights(path.join(dir, ADAPTER_WEIGHTS), entries, { format: 'pt' });
-  writeFileAtomic(path.join(dir, ADAPTER_CONFIG), `${JSON.stringify(adapterConfigJson(lora, baseModel), null, 2)}\n`);
+  writeFileAtomic(path.join(dir, ADAPTER_EXTRAS), `${JSON.stringify(adapterExtrasJson(lora, baseModel), null, 2)}\n`);
+  writeFileAtomic(path.join(dir, ADAPTER_CONFIG), `${JSON.stringify(adapterConfigJson(lora, neutralBaseModel(dir, baseModel)), null, 2)}\n`);
 }
 
 function checkpointError(file: string, what: string, value?: unknown): HscrError {
@@ -173,7 +200,18 @@ export function readAdapterConfig(dir: string, modules: string[]): { lora: LoraC
   const targets = [...new Set(modules.map((m) => m.slice(m.lastIndexOf('.') + 1)))];
   const scope = modules.every((m) => m.startsWith('language_model.')) ? 'language_model' : 'all';
   const lora: LoraConfig = { r, alpha: numberField(file, raw, 'lora_alpha', 8), dropout: numberField(file, raw, 'lora_dropout', 0), targets, scope };
-  return { lora, baseModel: typeof raw.base_model_name_or_path === 'string' ? raw.base_model_name_or_path : null };
+  return { lora, baseModel: baseModelOf(dir, raw) };
+}
+
+/** The base model: hscr_adapter.json's path when there is one, else PEFT's base_model_name_or_path as written. */
+function baseModelOf(dir: string, raw: Record<string, unknown>): string | null {
+  try {
+    const extras = JSON.parse(fs.readFileSync(path.join(dir, ADAPTER_EXTRAS), 'utf8')) as { base_model_path?: unknown };
+    if (typeof extras.base_model_path === 'string') return extras.base_model_path;
+  } catch {
+    /* a PEFT folder from elsewhere has no extras */
+  }
+  return typeof raw.base_model_name_or_path === 'string' ? raw.base_model_name_or_path : null;
 }
 
 /**

@@ -1,7 +1,10 @@
 // hscr_preload.node: a torch-free addon with one function, preload(paths), that dlopen()s each library with
-// RTLD_NOW | RTLD_GLOBAL. lib/native.ts calls it with the libc10/libtorch files of the libtorch it found (an
+// RTLD_NOW | RTLD_LOCAL. lib/native.ts calls it with the libc10/libtorch files of the libtorch it found (an
 // installed PyTorch's torch/lib, LIBTORCH/lib, Debian's) before it loads hscr.node: the dynamic linker then
-// satisfies hscr.node's NEEDED entries by SONAME from those already-loaded libraries, wherever they live.
+// satisfies hscr.node's NEEDED entries by SONAME from those already-loaded libraries, wherever they live, and
+// binds its symbols through that dependency scope. RTLD_LOCAL, not GLOBAL: with GLOBAL, Debian libtorch's own
+// dependencies (GLib among its ~290 libraries) entered the global scope and clashed with sharp's bundled GLib
+// (hundreds of GLib-GObject-CRITICAL lines when writing PNGs, measured).
 // Node's own process.dlopen cannot do this: it dlclose()s a library that registers no module.
 #include <dlfcn.h>
 #include <node_api.h>
@@ -35,7 +38,7 @@ napi_value Preload(napi_env env, napi_callback_info info) {
     std::string file(len, '\0');
     napi_get_value_string_utf8(env, item, file.data(), len + 1, &len);
     // Kept open for the life of the process on purpose: hscr.node depends on these.
-    if (dlopen(file.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    if (dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL) == nullptr) {
       const char* why = dlerror();
       return Throw(env, "cannot load " + file + ": " + (why ? why : "unknown dlopen error"));
     }
