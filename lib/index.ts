@@ -56,3 +56,7 @@ export { corleyMihalcea, idfFromCorpus, embeddingWordSimilarity } from './rerank
 // Evaluation as LLaVA-Med does it.
 export { evaluate } from './eval/run';
 export { scorePredictions } from './eval/metrics';
+
+// The run report and the one-config pipeline (`hscr run`).
+export { writeRunReport, type RunReport, type RunReportOptions } from './report';
+export { runPipeline, loadPipelineConfig, resolvePipelineConfig, type PipelineConfig, type PipelineResult, type StageOutcome } from './pipeline';

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * Issue 14, acceptance 3: the run report. A real run folder (hscr run on the phantom benchmark, tiny model,
  * a few steps) gets report.html; headless Chromium (Debian's, through playwright-core) opens it with every
@@ -41,11 +42,9 @@ t.test('a folder with nothing in it, or with files it cannot read, still gets a 
   await t.rejects(writeRunReport(path.join(tmp, 'nowhere')), { name: 'HscrError', code: 'E_IO' }, 'a run folder that does not exist is E_IO');
 });
 
-t.test('hscr run writes a report that headless Chromium draws without an error', async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    t.skip(`no Chromium at ${CHROMIUM} (bash scripts/setup.sh installs Debian's chromium; HSCR_CHROMIUM points elsewhere)`);
-    return;
-  }
+const noChromium = !fs.existsSync(CHROMIUM) && `no Chromium at ${CHROMIUM} (bash scripts/setup.sh installs Debian's chromium; HSCR_CHROMIUM points elsewhere)`;
+
+t.test('hscr run writes a report that headless Chromium draws without an error', { skip: noChromium }, async (t) => {
   const config = resolvePipelineConfig(
     {
       out: 'run',
