@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { resolvePipelineConfig, runPipeline } from '../lib/pipeline';
 import { writeRunReport } from '../lib/report';
+import { readMetrics } from '../lib/train/metrics';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-report-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -92,8 +93,19 @@ t.test('hscr run writes a report that headless Chromium draws without an error',
     t.ok(p.drawn > 0 && p.drawn === p.marks, `${p.name}: ${p.drawn} of ${p.marks} marks drawn with a size`);
   }
   const loss = plots[0];
-  t.same(loss.lines.sort((a, b) => a - b), [8, 12], 'the loss plot has one line per run, one vertex per step (train 8, sft 12)');
-  t.equal(plots[1].lines.length, 2, 'reward margins: one line per level (explicit, implicit)');
+  // What the plots must show, from the metrics files: per run, one line per series with a vertex per step
+  // it was measured at (a level is measured at the steps that had pairs of it).
+  const stepsWith = (file: string, metric: string, pairs?: string) =>
+    readMetrics(file).filter((m) => m[metric] !== undefined && (pairs === undefined || m[pairs] > 0)).length;
+  const sftMetrics = path.join(config.out, 'sft', 'metrics.jsonl');
+  const mlpoMetrics = path.join(config.out, 'train', 'metrics.jsonl');
+  const nonEmpty = (xs: number[]) => xs.filter((x) => x > 0).sort((a, b) => a - b);
+  const levels = [stepsWith(mlpoMetrics, 'rewards/margins', 'pairs_explicit'), stepsWith(mlpoMetrics, 'rewards_implicit/margins', 'pairs_implicit')];
+  const lossLines = nonEmpty([stepsWith(sftMetrics, 'loss'), stepsWith(mlpoMetrics, 'loss'), stepsWith(mlpoMetrics, 'loss/explicit', 'pairs_explicit'), stepsWith(mlpoMetrics, 'loss/implicit', 'pairs_implicit')]);
+  t.same(lossLines.slice(-1), [12], 'the SFT run logged its 12 steps');
+  t.same(loss.lines.sort((a, b) => a - b), lossLines, `loss: a line per run and series with a vertex per step (${lossLines.join(', ')})`);
+  t.same(plots[1].lines.sort((a, b) => a - b), nonEmpty(levels), `reward margins: a line per level with pairs (explicit ${levels[0]} steps, implicit ${levels[1]})`);
+  t.ok(levels[0] >= 1, 'the explicit level had pairs');
   t.equal(plots[3].symbols, 8, 'scores: a dot per evaluation (sft, hscr, each with a blank-image run) and measure (closed, open)');
 
   t.equal(await page.locator('details.rank').count(), Math.min(24, rankedLines), 'the ranked-list sample holds the records of ranked.jsonl');

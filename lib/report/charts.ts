@@ -19,16 +19,19 @@ function facetByRun(title: string, values: object[], layer: VegaLiteSpec, runs: 
   };
 }
 
-/** Loss per optimizer step, one panel per training run. */
+const LOSS_SERIES: Record<string, string> = { loss: 'total', 'loss/explicit': 'explicit level', 'loss/implicit': 'implicit level' };
+
+/** Loss per optimizer step, one panel per training run: the total and, for MLPO, each level's term. */
 export function lossChart(points: CurvePoint[]): VegaLiteSpec | undefined {
-  const values = points.filter((p) => p.metric === 'loss');
+  const values = points.flatMap((p) => (LOSS_SERIES[p.metric] ? [{ ...p, series: LOSS_SERIES[p.metric] }] : []));
   if (values.length === 0) return undefined;
   const runs = new Set(values.map((p) => p.run)).size;
-  return facetByRun('Training loss per step', values, {
+  return facetByRun('Training loss per step (total and per level)', values, {
     mark: { type: 'line', strokeWidth: 1.2 },
     encoding: {
       x: { field: 'step', type: 'quantitative', title: 'optimizer step' },
       y: { field: 'value', type: 'quantitative', title: 'loss', scale: { zero: false } },
+      color: { field: 'series', type: 'nominal', title: 'loss', scale: { domain: Object.values(LOSS_SERIES) }, legend: { orient: 'bottom' } },
     },
   }, runs);
 }
