@@ -2,8 +2,9 @@
  * Issue 14, acceptance 4: `hscr run --config FILE`. The config is validated (errors name the key); a run
  * killed with SIGKILL inside a stage and run again skips every finished stage (their manifests match),
  * redoes the killed one and finishes with the same results as a run that was never killed; a changed
- * setting reruns only the stage it belongs to. Real processes (the CLI from the sources, see
- * test/helpers/hscr-cli.js), one libtorch thread each so two runs do their float sums the same way.
+ * setting reruns only the stage it belongs to. The killed run and its rerun are real `hscr run` processes
+ * (the CLI from the sources, see test/helpers/hscr-cli.js); the unbroken reference and the changed-setting
+ * run go in this process. One libtorch thread everywhere, so all runs do their float sums the same way.
  */
 import t, { type Test } from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
@@ -11,13 +12,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { main } from '../lib/cli/index';
-import { resolvePipelineConfig } from '../lib/pipeline/config';
+import { loadPipelineConfig, resolvePipelineConfig } from '../lib/pipeline/config';
+import { runPipeline } from '../lib/pipeline/run';
+import { setThreads } from '../lib/native';
 import { hashPath, readManifest } from '../lib/pipeline/manifest';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-pipeline-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const CLI = [process.execPath, path.resolve(__dirname, 'helpers', 'hscr-cli.js')];
-const ENV: NodeJS.ProcessEnv = { ...process.env, HSCR_NUM_THREADS: '1' };
+process.env.HSCR_NUM_THREADS = '1';
+const ENV: NodeJS.ProcessEnv = { ...process.env };
 const STAGES = ['data', 'init', 'sft', 'generate', 'rerank', 'train', 'eval'];
 
 function tinyConfig(out: string, evalOverrides: Record<string, unknown> = {}): string {
@@ -78,8 +82,9 @@ t.test('the config is checked with errors that name the key', async (t) => {
 });
 
 t.test('a run killed inside a stage continues there and ends with the results of an unbroken run', async (t) => {
+  setThreads(1);
   let started = Date.now();
-  t.equal(hscrRun(t, tinyConfig('unbroken')), 0, 'the unbroken run ends');
+  await runPipeline(loadPipelineConfig(tinyConfig('unbroken')), { quiet: true });
   t.comment(`unbroken run: ${((Date.now() - started) / 1000).toFixed(1)} s`);
   const A = path.join(tmp, 'unbroken');
   t.same(lastInvocation(A), Object.fromEntries(STAGES.map((s) => [s, 'run: not finished before'])), 'a fresh run runs every stage');
@@ -126,7 +131,8 @@ t.test('a run killed inside a stage continues there and ends with the results of
   // A changed eval setting and a hand-edited ranked.jsonl: eval reruns for its setting; rerank reruns for its
   // edited output, writes the same file again, so train (same input hashes) is skipped.
   fs.appendFileSync(path.join(B, 'prefs', 'ranked.jsonl'), '\n');
-  t.equal(hscrRun(t, tinyConfig('killed', { maxNewTokens: 4 })), 0, 'the run with a changed setting ends');
+  const changed = await runPipeline(loadPipelineConfig(tinyConfig('killed', { maxNewTokens: 4 })), { quiet: true });
+  t.same(changed.stages.filter((s) => s.action === 'ran').map((s) => s.stage), ['rerank', 'eval'], 'the result lists the stages that ran');
   t.same(
     lastInvocation(B),
     { data: 'skip', init: 'skip', sft: 'skip', generate: 'skip', rerank: 'run: outputs changed: ranked', train: 'skip', eval: 'run: settings changed' },
