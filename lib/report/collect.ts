@@ -49,7 +49,7 @@ export function findRunFiles(runDir: string): RunFiles {
   return {
     metrics: named(/^metrics\.jsonl$/),
     trainConfigs: named(/^train_config\.json$/),
-    results: named(/\.json$/).filter((f) => !/(reliance|config|manifest|state|accuracy|meta|ablation|environment)/.test(path.basename(f))),
+    results: named(/\.json$/).filter((f) => !/(reliance|config|manifest|state|accuracy|meta|ablation|environment|logps)/.test(path.basename(f))),
     reliance: named(/\.reliance\.json$/),
     ranked: named(/^ranked\.jsonl$/),
     summaries: files.filter((f) => path.dirname(f) === path.resolve(runDir) && f.endsWith('.md')),
