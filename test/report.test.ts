@@ -14,6 +14,8 @@ import { chromium, type Browser } from 'playwright-core';
 import { resolvePipelineConfig, runPipeline } from '../lib/pipeline';
 import { writeRunReport } from '../lib/report';
 import { readMetrics } from '../lib/train/metrics';
+import { thin } from '../lib/report/charts';
+import { wilsonInterval } from '../lib/report/intervals';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-report-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -41,6 +43,19 @@ t.test('a folder with nothing in it, or with files it cannot read, still gets a 
   t.equal(b.rankedRecords, 0);
 
   await t.rejects(writeRunReport(path.join(tmp, 'nowhere')), { name: 'HscrError', code: 'E_IO' }, 'a run folder that does not exist is E_IO');
+});
+
+t.test('95% Wilson intervals and line thinning', async (t) => {
+  const [lo, hi] = wilsonInterval(0.5, 100);
+  t.ok(Math.abs(lo - 0.4038) < 1e-4 && Math.abs(hi - 0.5962) < 1e-4, `50/100 → [${lo.toFixed(4)}, ${hi.toFixed(4)}] (textbook: [0.4038, 0.5962])`);
+  const [lo0, hi0] = wilsonInterval(0, 10);
+  t.ok(lo0 === 0 && Math.abs(hi0 - 0.2775) < 1e-4, `0/10 → [0, ${hi0.toFixed(4)}] (textbook: [0, 0.2775])`);
+  t.ok(wilsonInterval(0.5, 0).every(Number.isNaN), 'no interval without items');
+  const curve = Array.from({ length: 2001 }, (_, i) => ({ run: 'sft', metric: 'loss', step: i + 1, value: 1 / (i + 1) }));
+  const thinned = thin(curve);
+  t.ok(thinned.length <= 500 && thinned.length >= 250, `2,001 points drawn as ${thinned.length}`);
+  t.same([thinned[0].step, thinned[thinned.length - 1].step], [1, 2001], 'first and last step kept');
+  t.equal(thin(curve.slice(0, 500)).length, 500, 'a short curve is drawn whole');
 });
 
 const noChromium = !fs.existsSync(CHROMIUM) && `no Chromium at ${CHROMIUM} (bash scripts/setup.sh installs Debian's chromium; HSCR_CHROMIUM points elsewhere)`;
