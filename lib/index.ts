@@ -123,3 +123,7 @@ export { loadPredictions } from './eval/predictions';
 export { resultsTable, type TableRow } from './eval/table';
 export { hallucinationRate, type HallucinationReport } from './eval/hallucination';
 export { runGptReview, loadReviewItems, type ReviewOptions, type ReviewItem, type ReviewSummary } from './eval/gpt-review';
+
+// The run report and the one-config pipeline (`hscr run`).
+export { writeRunReport, type RunReport, type RunReportOptions } from './report';
+export { runPipeline, loadPipelineConfig, resolvePipelineConfig, type PipelineConfig, type PipelineResult, type StageOutcome } from './pipeline';

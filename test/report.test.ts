@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 /**
  * Issue 14, acceptance 3: the run report. A real run folder (hscr run on the phantom benchmark, tiny model,
  * a few steps) gets report.html; headless Chromium (Debian's, through playwright-core) opens it with every
@@ -12,6 +13,9 @@ import * as path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { resolvePipelineConfig, runPipeline } from '../lib/pipeline';
 import { writeRunReport } from '../lib/report';
+import { readMetrics } from '../lib/train/metrics';
+import { thin } from '../lib/report/charts';
+import { wilsonInterval } from '../lib/report/intervals';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-report-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -41,11 +45,22 @@ t.test('a folder with nothing in it, or with files it cannot read, still gets a 
   await t.rejects(writeRunReport(path.join(tmp, 'nowhere')), { name: 'HscrError', code: 'E_IO' }, 'a run folder that does not exist is E_IO');
 });
 
-t.test('hscr run writes a report that headless Chromium draws without an error', async (t) => {
-  if (!fs.existsSync(CHROMIUM)) {
-    t.skip(`no Chromium at ${CHROMIUM} (bash scripts/setup.sh installs Debian's chromium; HSCR_CHROMIUM points elsewhere)`);
-    return;
-  }
+t.test('95% Wilson intervals and line thinning', async (t) => {
+  const [lo, hi] = wilsonInterval(0.5, 100);
+  t.ok(Math.abs(lo - 0.4038) < 1e-4 && Math.abs(hi - 0.5962) < 1e-4, `50/100 → [${lo.toFixed(4)}, ${hi.toFixed(4)}] (textbook: [0.4038, 0.5962])`);
+  const [lo0, hi0] = wilsonInterval(0, 10);
+  t.ok(lo0 === 0 && Math.abs(hi0 - 0.2775) < 1e-4, `0/10 → [0, ${hi0.toFixed(4)}] (textbook: [0, 0.2775])`);
+  t.ok(wilsonInterval(0.5, 0).every(Number.isNaN), 'no interval without items');
+  const curve = Array.from({ length: 2001 }, (_, i) => ({ run: 'sft', metric: 'loss', step: i + 1, value: 1 / (i + 1) }));
+  const thinned = thin(curve);
+  t.ok(thinned.length <= 500 && thinned.length >= 250, `2,001 points drawn as ${thinned.length}`);
+  t.same([thinned[0].step, thinned[thinned.length - 1].step], [1, 2001], 'first and last step kept');
+  t.equal(thin(curve.slice(0, 500)).length, 500, 'a short curve is drawn whole');
+});
+
+const noChromium = !fs.existsSync(CHROMIUM) && `no Chromium at ${CHROMIUM} (bash scripts/setup.sh installs Debian's chromium; HSCR_CHROMIUM points elsewhere)`;
+
+t.test('hscr run writes a report that headless Chromium draws without an error', { skip: noChromium }, async (t) => {
   const config = resolvePipelineConfig(
     {
       out: 'run',
@@ -93,8 +108,19 @@ t.test('hscr run writes a report that headless Chromium draws without an error',
     t.ok(p.drawn > 0 && p.drawn === p.marks, `${p.name}: ${p.drawn} of ${p.marks} marks drawn with a size`);
   }
   const loss = plots[0];
-  t.same(loss.lines.sort((a, b) => a - b), [8, 12], 'the loss plot has one line per run, one vertex per step (train 8, sft 12)');
-  t.equal(plots[1].lines.length, 2, 'reward margins: one line per level (explicit, implicit)');
+  // What the plots must show, from the metrics files: per run, one line per series with a vertex per step
+  // it was measured at (a level is measured at the steps that had pairs of it).
+  const stepsWith = (file: string, metric: string, pairs?: string) =>
+    readMetrics(file).filter((m) => m[metric] !== undefined && (pairs === undefined || m[pairs] > 0)).length;
+  const sftMetrics = path.join(config.out, 'sft', 'metrics.jsonl');
+  const mlpoMetrics = path.join(config.out, 'train', 'metrics.jsonl');
+  const nonEmpty = (xs: number[]) => xs.filter((x) => x > 0).sort((a, b) => a - b);
+  const levels = [stepsWith(mlpoMetrics, 'rewards/margins', 'pairs_explicit'), stepsWith(mlpoMetrics, 'rewards_implicit/margins', 'pairs_implicit')];
+  const lossLines = nonEmpty([stepsWith(sftMetrics, 'loss'), stepsWith(mlpoMetrics, 'loss'), stepsWith(mlpoMetrics, 'loss/explicit', 'pairs_explicit'), stepsWith(mlpoMetrics, 'loss/implicit', 'pairs_implicit')]);
+  t.same(lossLines.slice(-1), [12], 'the SFT run logged its 12 steps');
+  t.same(loss.lines.sort((a, b) => a - b), lossLines, `loss: a line per run and series with a vertex per step (${lossLines.join(', ')})`);
+  t.same(plots[1].lines.sort((a, b) => a - b), nonEmpty(levels), `reward margins: a line per level with pairs (explicit ${levels[0]} steps, implicit ${levels[1]})`);
+  t.ok(levels[0] >= 1, 'the explicit level had pairs');
   t.equal(plots[3].symbols, 8, 'scores: a dot per evaluation (sft, hscr, each with a blank-image run) and measure (closed, open)');
 
   t.equal(await page.locator('details.rank').count(), Math.min(24, rankedLines), 'the ranked-list sample holds the records of ranked.jsonl');

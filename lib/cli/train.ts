@@ -189,6 +189,8 @@ interface TrainCliOptions extends EngineCliOptions {
   pairWeighting: 'sum' | 'mean';
   j: number;
   refCache?: string;
+  /** --no-report sets it false. */
+  report: boolean;
 }
 
 async function runTrainCommand(o: TrainCliOptions): Promise<void> {
@@ -213,7 +215,7 @@ async function runTrainCommand(o: TrainCliOptions): Promise<void> {
   });
   const m = r.lastMetrics;
   if (isMainRank()) process.stderr.write(learnedNothingWarning(m, r.steps, r.config.learningRate));
-  const html = isMainRank() ? (await writeRunReport(o.out, { title: `hscr train — ${o.loss}`, config: r.config, ranked: [o.prefs] })).file : undefined;
+  const html = isMainRank() && o.report ? (await writeRunReport(o.out, { title: `hscr train — ${o.loss}`, config: r.config, ranked: [o.prefs] })).file : undefined;
   report(
     o,
     { ...r, config: undefined, report: html },
@@ -221,7 +223,7 @@ async function runTrainCommand(o: TrainCliOptions): Promise<void> {
       `${o.loss}: ${r.samples} samples (${r.skippedEmpty} without dispreferred answers left out, ${r.skippedBlank} blank dispreferred answers dropped), ${r.steps} steps (of ${r.totalSteps}), ${fmt(r.samplesPerSecond, 2)} samples/s`,
       `last step: loss ${fmt(m.loss)}, rewards/accuracies ${fmt(m['rewards/accuracies'], 3)}, rewards_implicit/accuracies ${fmt(m['rewards_implicit/accuracies'], 3)}, rewards/margins ${fmt(m['rewards/margins'])}`,
       `reference log-probs ${r.referenceCached ? 'from the cache' : 'computed and cached'}: ${r.referenceFile}; ${r.config.finetune === 'lora' ? `adapter in ${path.resolve(finalAdapterDir(r.outputDir))}` : `model in ${path.resolve(finalModelDir(r.outputDir))}`}`,
-      `report: ${html}`,
+      ...(html ? [`report: ${html}`] : []),
     ].join('\n'),
   );
 }
@@ -244,6 +246,7 @@ export function registerTrainCommands(program: Command): void {
     .option('--pair-weighting <w>', "'sum' over pairs (paper) or 'mean'", choice('--pair-weighting', ['sum', 'mean'] as const), d.pairWeighting)
     .option('--j <n>', 'ranked dispreferred answers used per sample', integer('--j', 1), d.j)
     .option('--ref-cache <dir>', 'where reference log-probs are cached (default --out)')
+    .option('--no-report', 'do not write <out>/report.html (curves, config, ranked-list sample)')
     .action(runTrainCommand);
 
   program

@@ -49,7 +49,7 @@ export function findRunFiles(runDir: string): RunFiles {
   return {
     metrics: named(/^metrics\.jsonl$/),
     trainConfigs: named(/^train_config\.json$/),
-    results: named(/\.json$/).filter((f) => !/(reliance|config|manifest|state|accuracy|meta|ablation|environment)/.test(path.basename(f))),
+    results: named(/\.json$/).filter((f) => !/(reliance|config|manifest|state|accuracy|meta|ablation|environment|logps)/.test(path.basename(f))),
     reliance: named(/\.reliance\.json$/),
     ranked: named(/^ranked\.jsonl$/),
     summaries: files.filter((f) => path.dirname(f) === path.resolve(runDir) && f.endsWith('.md')),
@@ -86,8 +86,14 @@ export function readCurves(file: string, run: string): CurvePoint[] {
     if (typeof row !== 'object' || row === null) continue;
     const step = (row as Record<string, unknown>).step;
     if (typeof step !== 'number') continue;
-    for (const [metric, value] of Object.entries(row)) {
-      if (metric !== 'step' && typeof value === 'number' && Number.isFinite(value)) points.push({ run, step, metric, value });
+    const r = row as Record<string, unknown>;
+    // A step without pairs of a level (pairs_implicit 0: every list had one dispreferred answer) logs that
+    // level's metrics as 0; they are no measurement and are left out.
+    const absent = ['explicit', 'implicit'].filter((level) => r[`pairs_${level}`] === 0);
+    for (const [metric, value] of Object.entries(r)) {
+      if (metric === 'step' || typeof value !== 'number' || !Number.isFinite(value)) continue;
+      if (absent.some((level) => metric === `loss/${level}` || metric.startsWith(level === 'explicit' ? 'rewards/' : 'rewards_implicit/'))) continue;
+      points.push({ run, step, metric, value });
     }
   }
   return points;
