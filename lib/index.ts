@@ -1,6 +1,5 @@
 /** hscr: Hierarchical Self-Contrastive Rewarding for vision-language models. */
 export { HscrError, type HscrErrorCode } from './errors';
-import { withArgTypes } from './util/args';
 export { HSCR_DEFAULTS } from './config';
 export { native, addonLocation, setThreads, resolveThreads, type Tensor, type DType, type RuntimeInfo, type AddonLocation } from './native';
 export { tensor, matmul, randn, toBfloat16Bits, fromBfloat16Bits } from './tensor';
