@@ -88,7 +88,7 @@ t.test('sft --lr 1e30 --max-grad-norm 0: skipped steps are counted, 3 in a row s
       t.same(bad.map(([k]) => k), [], `${path.basename(c.dir)}/${file} is finite`);
     }
     // Skipped steps do not move the step counter of the checkpoints: each is named after the loop's step.
-    t.equal(JSON.parse(fs.readFileSync(path.join(c.dir, 'trainer_state.json'), 'utf8')).globalStep, c.step);
+    t.equal(JSON.parse(fs.readFileSync(path.join(c.dir, 'trainer_state.json'), 'utf8')).global_step, c.step);
   }
   const reloaded = await VisionLanguageModel.load(model);
   await loadAdapter(reloaded, checkpoints[checkpoints.length - 1].dir);
