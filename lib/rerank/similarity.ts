@@ -65,13 +65,21 @@ export function embeddingWordSimilarity(vectors: WordVectors): WordSimilarity {
   };
   // The k answers of a sample share most of their words with y_w, so the same pairs come back k times;
   // a 4096-wide dot product costs far more than a look-up. Bounded so a huge file cannot grow it forever.
+  return cachedWordSimilarity(cosine);
+}
+
+/**
+ * A symmetric word similarity, memoised per unordered pair (1 for the same word). Bounded so a huge file
+ * cannot grow the cache forever.
+ */
+export function cachedWordSimilarity(compute: WordSimilarity): WordSimilarity {
   const pairs = new Map<string, number>();
   return (a, b) => {
     if (a === b) return 1;
     const key = a < b ? `${a}\0${b}` : `${b}\0${a}`;
     let s = pairs.get(key);
     if (s === undefined) {
-      s = cosine(a, b);
+      s = compute(a, b);
       if (pairs.size >= PAIR_CACHE_LIMIT) pairs.clear();
       pairs.set(key, s);
     }

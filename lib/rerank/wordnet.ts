@@ -16,7 +16,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { HscrError } from '../errors';
-import { exactWordSimilarity, type WordSimilarity } from './similarity';
+import { cachedWordSimilarity, exactWordSimilarity, type WordSimilarity } from './similarity';
 
 type Pos = 'noun' | 'verb';
 const POS: readonly Pos[] = ['noun', 'verb'];
@@ -176,17 +176,5 @@ export function openWordNet(dir = wordnetDir()): WordNet {
  * else `fallback` (default exact match). Cached per pair; 1 for the same word.
  */
 export function wordnetWordSimilarity(wordnet: WordNet = openWordNet(), fallback: WordSimilarity = exactWordSimilarity): WordSimilarity {
-  const cache = new Map<string, number>();
-  return (a, b) => {
-    if (a === b) return 1;
-    const key = a < b ? `${a}\0${b}` : `${b}\0${a}`;
-    let s = cache.get(key);
-    if (s === undefined) {
-      const w = wordnet.wuPalmer(a, b);
-      s = w === undefined ? fallback(a, b) : w;
-      if (cache.size > 1_000_000) cache.clear();
-      cache.set(key, s);
-    }
-    return s;
-  };
+  return cachedWordSimilarity((a, b) => wordnet.wuPalmer(a, b) ?? fallback(a, b));
 }
