@@ -225,16 +225,24 @@ export function lockOutput(output: string, label = 'hscr'): OutputLock {
     throw ioError(path.dirname(file), 'create the folder', err);
   }
   for (let attempt = 0; ; attempt++) {
+    let fd: number;
     try {
-      const fd = fs.openSync(file, 'wx');
+      fd = fs.openSync(file, 'wx');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(file, `create the lock of ${output}`, err);
+      fd = -1;
+    }
+    if (fd >= 0) {
       try {
         fs.writeFileSync(fd, text);
-      } finally {
         fs.closeSync(fd);
+      } catch (err) {
+        // A lock without its owner would look cut; on a full disk there is no lock and no run.
+        fs.closeSync(fd);
+        fs.rmSync(file, { force: true });
+        throw ioError(output, `take the lock ${file}`, err);
       }
       break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(file, 'create the lock', err);
     }
     const owner = readOwner(file);
     if (owner === undefined) continue; // released meanwhile
