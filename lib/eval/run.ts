@@ -216,11 +216,11 @@ export function relianceOf(real: GroupSummary, blank: GroupSummary): RelianceDel
 export async function evaluateImageReliance(records: VqaRecord[], predict: Predictor, opts: EvaluateOptions & { blankSize?: number }): Promise<ImageRelianceResult> {
   const resultsFile = path.resolve(opts.resultsFile ?? path.join(opts.outDir, 'results.json'));
   checkOptions(records, opts);
-  const lock: OutputLock = lockOutput(resultsFile, 'hscr eval --image-reliance');
+  const lock: OutputLock | undefined = opts.lock === false ? undefined : lockOutput(resultsFile, 'hscr eval --image-reliance');
   try {
     return await relianceLocked(records, predict, opts, resultsFile);
   } finally {
-    lock.release();
+    lock?.release();
   }
 }
 
