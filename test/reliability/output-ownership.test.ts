@@ -147,6 +147,13 @@ t.test('one writer per output: every command refuses a held output at once; a de
   fs.writeFileSync(lockFile, JSON.stringify({ pid: dead, host: os.hostname(), start: null, command: 'killed', since: 'then' }));
   await hscr('phantom', '--out', out('phantom'), '--train', '2', '--test', '2', '--seed', '1', '--quiet');
   t.ok(fs.existsSync(path.join(out('phantom'), 'meta.json')), 'a dead holder’s lock was taken over');
+  // A holder killed but not yet reaped by its parent (a zombie) holds nothing either.
+  const zombie = spawn('sleep', ['30']);
+  zombie.kill('SIGKILL');
+  while (!/^\S+ \(sleep\) Z/.test(fs.readFileSync(`/proc/${zombie.pid}/stat`, 'utf8'))) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+  fs.writeFileSync(lockFile, JSON.stringify({ pid: zombie.pid, host: os.hostname(), start: null, command: 'zombie', since: 'then' }));
+  await hscr('phantom', '--out', out('phantom'), '--train', '2', '--test', '2', '--seed', '1', '--quiet', '--overwrite');
+  t.notOk(fs.existsSync(lockFile), 'a zombie holder’s lock was taken over and released');
   fs.writeFileSync(lockFile, JSON.stringify({ pid: process.pid, host: os.hostname(), start: 'another-boot', command: 'recycled', since: 'then' }));
   await hscr('phantom', '--out', out('phantom'), '--train', '2', '--test', '2', '--seed', '1', '--quiet', '--overwrite');
   t.notOk(fs.existsSync(lockFile), 'a recycled pid’s lock was taken over and released');
