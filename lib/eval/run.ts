@@ -3,7 +3,6 @@
  * finished batch, and the next run with the same outDir resumes), then scoring, results.json and the
  * paper-style table.
  */
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { HscrError } from '../errors';
