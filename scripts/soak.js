@@ -153,7 +153,7 @@ async function main() {
         console.log(`${name} #${i}: exited ${first.code} before the kill: ${first.stderr.trim()}`);
         continue;
       }
-      const again = spawnSync(process.execPath, [CLI, ...c.args(out), ...(first.signal === 'SIGKILL' ? c.resume : c.resume.length ? c.resume : [])], { encoding: 'utf8' });
+      const again = spawnSync(process.execPath, [CLI, ...c.args(out), ...c.resume], { encoding: 'utf8' });
       if (again.status !== 0) {
         s.failed++;
         failures++;
