@@ -9,9 +9,9 @@ import { Option, type Command } from 'commander';
 import { HscrError } from '../errors';
 import { loadDataset, recordLine, DATA_FORMATS, type DataFormat } from '../data/loaders';
 import type { FitOptions, FitResult } from '../model/context';
-import { checkInputFile, checkOutputFile, folderFingerprint, sha256FileSync } from '../util/output';
+import { checkInputFile, checkOutputFile, lockOutput, folderFingerprint, sha256FileSync } from '../util/output';
 import type { LoadResult } from '../data/types';
-import { checkVariant, scorePredictions, DEFAULT_VARIANT, METRIC_VARIANTS } from '../eval/metrics';
+import { checkVariant, scorePredictions, DEFAULT_VARIANT, METRIC_VARIANTS, type MetricVariant } from '../eval/metrics';
 import { hallucinationRate, type HallucinationReport } from '../eval/hallucination';
 import { loadPredictions } from '../eval/predictions';
 import { resultsTable } from '../eval/table';
@@ -217,52 +217,63 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
       // Paths first: a bad --out found after the whole benchmark was answered would waste the run.
       checkInputFile(o.data, '--data');
       checkOutputFile(o.out);
-      const fingerprint = evalFingerprint(o);
-      const data = await loadDataset(o.data, { format: formatArg(o.format), imageRoot: o.imageRoot });
-      const predictor = await loadPredictor(o.model, o.adapter, { maxNewTokens, device: o.device, dtype: o.dtype as EvalPredictorOptions['dtype'], allowNonFinite: o.allowNonFinite });
+      // Held from before the model loads, so a second eval on this output is refused at once.
+      const lock = lockOutput(o.out, o.imageReliance ? 'hscr eval --image-reliance' : 'hscr eval');
       try {
-        if (predictor.fit) {
-          const fitted = predictor.fit(data.records, { source: o.data, lineOf: (i) => recordLine(data.records[i]), truncate: o.truncate });
-          if (fitted.truncated.length) process.stderr.write(`eval: shortened ${fitted.truncated.length} questions to fit the context (--truncate)\n`);
-          data.records = fitted.records;
-        }
-      } catch (e) {
-        await predictor.dispose?.();
-        throw e;
-      }
-      const progress = createProgress({ label: 'eval', total: data.records.length * (o.imageReliance ? 2 : 1), quiet: o.quiet });
-      const opts = {
-        batchSize,
-        variant,
-        outDir: path.dirname(path.resolve(o.out)),
-        resultsFile: o.out,
-        name: o.name ?? path.basename(o.adapter ?? o.model),
-        onProgress: counter(progress),
-        fingerprint,
-        overwrite: o.overwrite,
-      };
-      try {
-        process.stderr.write(skipLine(o.data, data));
-        if (o.imageReliance) {
-          const r = await evaluateImageReliance(data.records, predictor, opts);
-          progress.stop();
-          process.stdout.write(`${resultsTable([{ name: opts.name, datasets: r.real.datasets }, { name: `${opts.name} (blank image)`, datasets: r.blank.datasets }])}\n`);
-          const pct = (v: number | null) => (v === null ? '–' : (v * 100).toFixed(2));
-          process.stdout.write(`image reliance (real − blank): closed ${pct(r.overall.closed)}, open ${pct(r.overall.open)} points; ${r.relianceFile}\n`);
-          return;
-        }
-        const r = await evaluate(data.records, predictor, opts);
-        progress.stop();
-        process.stdout.write(`${r.table}\n`);
-        process.stderr.write(emptyPredictionsWarning(r.emptyPredictions, data.records.length));
-        process.stdout.write(hallucinationLine(r.hallucination));
-        const rate = r.samplesPerSecond === null ? '-' : r.samplesPerSecond.toFixed(2);
-        process.stdout.write(`${r.predicted} answered in ${r.seconds.toFixed(1)} s (${rate} samples/s)${r.resumed ? `, ${r.resumed} resumed` : ''}; results: ${r.resultsFile}\n`);
+        await runEval(o, variant, batchSize, maxNewTokens, loadPredictor);
       } finally {
-        progress.stop();
-        await predictor.dispose?.();
+        lock.release();
       }
     });
+}
+
+async function runEval(o: EvalCliOptions, variant: MetricVariant, batchSize: number, maxNewTokens: number, loadPredictor: LoadPredictor): Promise<void> {
+  const fingerprint = evalFingerprint(o);
+  const data = await loadDataset(o.data, { format: formatArg(o.format), imageRoot: o.imageRoot });
+  const predictor = await loadPredictor(o.model, o.adapter, { maxNewTokens, device: o.device, dtype: o.dtype as EvalPredictorOptions['dtype'], allowNonFinite: o.allowNonFinite });
+  try {
+    if (predictor.fit) {
+      const fitted = predictor.fit(data.records, { source: o.data, lineOf: (i) => recordLine(data.records[i]), truncate: o.truncate });
+      if (fitted.truncated.length) process.stderr.write(`eval: shortened ${fitted.truncated.length} questions to fit the context (--truncate)\n`);
+      data.records = fitted.records;
+    }
+  } catch (e) {
+    await predictor.dispose?.();
+    throw e;
+  }
+  const progress = createProgress({ label: 'eval', total: data.records.length * (o.imageReliance ? 2 : 1), quiet: o.quiet });
+  const opts = {
+    batchSize,
+    variant,
+    outDir: path.dirname(path.resolve(o.out)),
+    resultsFile: o.out,
+    name: o.name ?? path.basename(o.adapter ?? o.model),
+    onProgress: counter(progress),
+    fingerprint,
+    overwrite: o.overwrite,
+    lock: false,
+  };
+  try {
+    process.stderr.write(skipLine(o.data, data));
+    if (o.imageReliance) {
+      const r = await evaluateImageReliance(data.records, predictor, opts);
+      progress.stop();
+      process.stdout.write(`${resultsTable([{ name: opts.name, datasets: r.real.datasets }, { name: `${opts.name} (blank image)`, datasets: r.blank.datasets }])}\n`);
+      const pct = (v: number | null) => (v === null ? '–' : (v * 100).toFixed(2));
+      process.stdout.write(`image reliance (real − blank): closed ${pct(r.overall.closed)}, open ${pct(r.overall.open)} points; ${r.relianceFile}\n`);
+      return;
+    }
+    const r = await evaluate(data.records, predictor, opts);
+    progress.stop();
+    process.stdout.write(`${r.table}\n`);
+    process.stderr.write(emptyPredictionsWarning(r.emptyPredictions, data.records.length));
+    process.stdout.write(hallucinationLine(r.hallucination));
+    const rate = r.samplesPerSecond === null ? '-' : r.samplesPerSecond.toFixed(2);
+    process.stdout.write(`${r.predicted} answered in ${r.seconds.toFixed(1)} s (${rate} samples/s)${r.resumed ? `, ${r.resumed} resumed` : ''}; results: ${r.resultsFile}\n`);
+  } finally {
+    progress.stop();
+    await predictor.dispose?.();
+  }
 }
 
 /**

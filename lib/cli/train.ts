@@ -15,7 +15,7 @@ import { runMlpo } from '../train/mlpo';
 import { runSft } from '../train/sft';
 import { finalAdapterDir, finalModelDir } from '../train/loop';
 import { writeRunReport } from '../report';
-import { choice, integer, number } from './options';
+import { choice, integer, number, SEED_MAX } from './options';
 
 function nameList(flag: string): (raw: string) => string[] {
   return (raw) => {
@@ -83,7 +83,7 @@ function engineOptions(cmd: Command, lr: number): Command {
     .option('--grad-accum <n>', 'micro-batches per optimizer step', integer('--grad-accum', 1), d.gradAccum)
     .option('--max-grad-norm <x>', 'global gradient-norm clip (0 = off)', number('--max-grad-norm', 0), d.maxGradNorm)
     .option('--weight-decay <x>', 'AdamW decoupled weight decay', number('--weight-decay', 0), d.weightDecay)
-    .option('--seed <n>', 'seed of data order, LoRA init and dropout', integer('--seed', 0), 42)
+    .option('--seed <n>', 'seed of data order, LoRA init and dropout', integer('--seed', 0, SEED_MAX), 42)
     .option('--save-steps <n>', 'checkpoint every n steps (0 = only the final result)', integer('--save-steps', 0), 500)
     .option('--save-total-limit <n>', 'checkpoints kept (0 = all)', integer('--save-total-limit', 0), 2)
     .option('--device <d>', 'cpu, cuda or cuda:N (with several ranks on CUDA: cuda:LOCAL_RANK)', 'cpu')
@@ -168,12 +168,13 @@ interface SftCliOptions extends EngineCliOptions {
   data: string;
   format: DataFormat | 'auto';
   imageRoot?: string;
+  truncate?: boolean;
 }
 
 async function runSftCommand(o: SftCliOptions): Promise<void> {
   if (await launchedElsewhere(o)) return;
   const quiet = o.quiet || !isMainRank();
-  const r = await runSft({ config: engineConfig(o), data: o.data, format: o.format, imageRoot: o.imageRoot, resume: o.resume, overwrite: o.overwrite, quiet });
+  const r = await runSft({ config: engineConfig(o), data: o.data, format: o.format, imageRoot: o.imageRoot, truncate: o.truncate, resume: o.resume, overwrite: o.overwrite, quiet });
   const m = r.lastMetrics;
   const adapter = r.config.finetune === 'lora' ? `, adapter in ${path.resolve(finalAdapterDir(r.outputDir))}` : '';
   report(o, { ...r, config: undefined }, `sft: ${r.steps} steps (of ${r.totalSteps}), last loss ${fmt(m.loss)}, ${fmt(r.samplesPerSecond, 2)} samples/s; model in ${path.resolve(r.modelDir)}${adapter}`);
@@ -234,6 +235,7 @@ export function registerTrainCommands(program: Command): void {
     .requiredOption('--data <file>', 'training records {id, image, question, answer} (any format hscr loads)')
     .option('--format <name>', `input format: auto, ${DATA_FORMATS.join(', ')}`, choice('--format', ['auto', ...DATA_FORMATS] as const), 'auto' as const)
     .option('--image-root <dir>', 'folder the image names are relative to')
+    .option('--truncate', "shorten questions that do not fit the model's context (default: refuse them)")
     .action(runSftCommand);
 
   engineOptions(program.command('train').description('multi-level preference optimisation (HSCR §3.3) on ranked.jsonl, or its DPO / one-level ablations; leaves <out>/adapter'), d.lr)

@@ -25,15 +25,49 @@ function parseOrFail(text: string, file: string, line: number): unknown {
   }
 }
 
+/**
+ * Why the first record line does not parse when the file is one JSON document spread over several lines (a
+ * pretty-printed object): "line 1: not valid JSON" would send the user looking for a typo that is not there.
+ */
+async function documentNotLines(file: string, line: number): Promise<HscrError | undefined> {
+  let text: string;
+  try {
+    const stat = await fsp.stat(file);
+    if (stat.size > 64 << 20) return undefined;
+    text = (await fsp.readFile(file, 'utf8')).replace(/^\uFEFF/, '');
+  } catch {
+    return undefined;
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const lines = text.trimEnd().split('\n').length;
+  if (lines < 2) return undefined;
+  const what = Array.isArray(value) ? 'array' : typeof value === 'object' && value !== null ? 'object' : typeof value;
+  return dataError(file, line, undefined, `the file is one JSON ${what} spread over ${lines} lines (pretty-printed), not JSON Lines: write one record per line (e.g. jq -c .)`);
+}
+
 /** Yields each non-blank line of a JSONL file, parsed. Bad JSON is E_DATA naming file and line. */
 export async function* readJsonl(file: string): AsyncGenerator<LineRecord> {
   const lines = readline.createInterface({ input: createReadStream(file), crlfDelay: Infinity });
   let line = 0;
+  let first = true;
   try {
     for await (const text of lines) {
       line++;
       if (text.trim() === '') continue;
-      yield { line, value: parseOrFail(line === 1 ? text.replace(/^\uFEFF/, '') : text, file, line) };
+      let value: unknown;
+      try {
+        value = parseOrFail(line === 1 ? text.replace(/^\uFEFF/, '') : text, file, line);
+      } catch (err) {
+        if (first) throw (await documentNotLines(file, line)) ?? err;
+        throw err;
+      }
+      first = false;
+      yield { line, value };
     }
   } catch (err) {
     throw ioError(file, err);

@@ -15,9 +15,12 @@ export async function loadPredictions(file: string): Promise<Map<string, string>
     const idField = rec.id !== undefined ? 'id' : 'question_id';
     const id = rec[idField];
     if (!(typeof id === 'string' && id !== '') && !(typeof id === 'number' && Number.isInteger(id))) throw dataError(file, line, idField, 'missing or not a string/integer id', id);
+    if (rec.prediction === undefined && rec.text === undefined) {
+      throw dataError(file, line, 'prediction', 'missing (hscr predictions carry "prediction", LLaVA-Med answer files "text"; this record has neither)', Object.keys(rec).slice(0, 8));
+    }
     const textField = rec.prediction !== undefined ? 'prediction' : 'text';
     const text = rec[textField];
-    if (typeof text !== 'string') throw dataError(file, line, textField, 'missing or not a string', text);
+    if (typeof text !== 'string') throw dataError(file, line, textField, `must be a string, got ${text === null ? 'null' : typeof text}`, text);
     const key = String(id);
     if (out.has(key)) throw dataError(file, line, idField, `id "${key}" already on line ${firstLine.get(key)}`, key);
     out.set(key, text);

@@ -3,7 +3,6 @@
  * finished batch, and the next run with the same outDir resumes), then scoring, results.json and the
  * paper-style table.
  */
-import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import sharp from 'sharp';
 import { HscrError } from '../errors';
@@ -219,11 +218,11 @@ export function relianceOf(real: GroupSummary, blank: GroupSummary): RelianceDel
 export async function evaluateImageReliance(records: VqaRecord[], predict: Predictor, opts: EvaluateOptions & { blankSize?: number }): Promise<ImageRelianceResult> {
   const resultsFile = path.resolve(opts.resultsFile ?? path.join(opts.outDir, 'results.json'));
   checkOptions(records, opts);
-  const lock: OutputLock = lockOutput(resultsFile, 'hscr eval --image-reliance');
+  const lock: OutputLock | undefined = opts.lock === false ? undefined : lockOutput(resultsFile, 'hscr eval --image-reliance');
   try {
     return await relianceLocked(records, predict, opts, resultsFile);
   } finally {
-    lock.release();
+    lock?.release();
   }
 }
 

@@ -12,6 +12,17 @@ import { PRESET_NAMES, parameterCount, type PresetName } from './presets';
 import { corpusWords } from './tokenizer';
 import { VisionLanguageModel, type PerturbKind } from './vlm';
 import { createProgress } from '../util/progress';
+import { recordLine } from '../data/loaders';
+import { fitToContext } from './context';
+import { checkInputFile, checkInputFolder, checkOutputFolder, ioError } from '../util/output';
+
+function readText(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw ioError(file, 'read', err);
+  }
+}
 
 /** initModel's options. */
 export interface InitOptions {
@@ -31,7 +42,10 @@ export interface InitOptions {
 export async function initModel(o: InitOptions): Promise<{ parameters: number; dir: string }> {
   if (!PRESET_NAMES.includes(o.preset)) throw new HscrError(`--preset must be ${PRESET_NAMES.join(' or ')}`, 'E_ARG', o.preset);
   // The tiny preset's word-level tokenizer is built from the corpus: by default the phantom benchmark's own words.
-  const words = o.corpus ? corpusWords(fs.readFileSync(o.corpus, 'utf8')) : o.tokenizer ? undefined : phantomCorpus().words;
+  checkOutputFolder(o.out);
+  if (o.corpus) checkInputFile(o.corpus, '--corpus');
+  if (o.tokenizer) checkInputFolder(o.tokenizer, '--tokenizer');
+  const words = o.corpus ? corpusWords(readText(o.corpus)) : o.tokenizer ? undefined : phantomCorpus().words;
   const cfg = await writeInitFiles(o.out, {
     preset: o.preset,
     corpusWords: o.preset === 'tiny' ? words : undefined,
@@ -56,14 +70,24 @@ export interface LogprobsOptions {
   seed?: number;
   batch?: number;
   quiet?: boolean;
+  /** Shorten questions that do not fit the model's context instead of refusing them (E_DATA). */
+  truncate?: boolean;
+  /** Load a model whose tensors hold NaN/Inf (default: E_CHECKPOINT naming the tensor). */
+  allowNonFinite?: boolean;
 }
 
 /** One JSON line per record: {id, tokens, logprobs} of the answer tokens. */
 export async function* answerLogprobs(o: LogprobsOptions): AsyncGenerator<{ id: string; tokens: string[]; logprobs: number[] }> {
-  const { records } = await loadDataset(o.data);
-  const bundle = await loadModelBundle(o.model);
+  checkInputFile(o.data, '--data');
+  checkInputFolder(o.model, '--model');
+  const data = await loadDataset(o.data);
+  const bundle = await loadModelBundle(o.model, { allowNonFinite: o.allowNonFinite === true });
+  let records = data.records;
   const progress = createProgress({ label: 'logprobs', total: records.length, quiet: o.quiet });
   try {
+    const fitted = fitToContext(bundle, records, { source: o.data, lineOf: (i) => recordLine(data.records[i]), truncate: o.truncate });
+    if (fitted.truncated.length && !o.quiet) process.stderr.write(`logprobs: shortened ${fitted.truncated.length} questions to fit the model's context (--truncate)\n`);
+    records = fitted.records;
     const size = o.batch ?? 8;
     for (let i = 0; i < records.length; i += size) {
       const chunk = records.slice(i, i + size);

@@ -33,6 +33,7 @@ import { SINGLE_PROCESS, type DistContext } from './launcher';
 import { METRICS_FILE, MetricsLog, trainProgress, type StepMetrics } from './metrics';
 import { trainAddon, type NativeOptimizer } from './native';
 import { learningRateAt, warmupStepsFor, type LrSchedule } from './schedule';
+import { writeFileAtomicSync } from '../util/output';
 
 export interface TrainingTask {
   /** Progress label and the name in messages ('sft', 'mlpo'). */
@@ -276,7 +277,7 @@ export async function runTraining(model: VisionLanguageModel, task: TrainingTask
   if (isMain && checkpoint) log(`${task.label}: resumed from ${checkpoint} (step ${startStep} of ${plan.totalSteps})`);
   if (isMain && opts.resume && !checkpoint) log(`${task.label}: no checkpoint in ${config.outputDir} yet, starting from step 0`);
   const metricsLog = isMain ? MetricsLog.open(path.join(config.outputDir, METRICS_FILE), startStep) : undefined;
-  if (isMain) fs.writeFileSync(path.join(config.outputDir, 'train_config.json'), `${JSON.stringify({ ...config, plan, worldSize: dist.worldSize, task: task.identity }, null, 2)}\n`);
+  if (isMain) writeFileAtomicSync(path.join(config.outputDir, 'train_config.json'), `${JSON.stringify({ ...config, plan, worldSize: dist.worldSize, task: task.identity }, null, 2)}\n`);
   const progress = trainProgress({ label: task.label, totalSteps: plan.totalSteps, startStep, quiet: opts.quiet || !isMain, stream: opts.progressStream });
   const schedule: LrSchedule = { kind: config.lrSchedule, lr: config.learningRate, warmupSteps: plan.warmupSteps, totalSteps: plan.totalSteps };
   const started = Date.now();

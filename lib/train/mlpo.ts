@@ -20,6 +20,8 @@ import { checkpointShards } from '../model/safetensors';
 import { writeFileAtomic } from '../model/config';
 import { disposeBundle, encodeRecord, loadModelBundle, type ModelBundle } from '../model/bundle';
 import type { BatchRow, VisionLanguageModel } from '../model/vlm';
+import { sequenceLength, visualTokens } from '../model/context';
+import { checkInputFile, checkInputFolder, checkOutputFolder, folderFingerprint, lockOutput, type OutputLock } from '../util/output';
 import { tensor } from '../tensor';
 import { adaptedModules, loadAdapter } from './adapter';
 import { resolveMlpoConfig, type MlpoConfig, type MlpoConfigInput, type MlpoLossKind } from './config';
@@ -81,9 +83,19 @@ export async function loadPreferences(bundle: ModelBundle, file: string): Promis
     };
     const chosen = encode(record.chosen, 'chosen');
     const rejectedIds = rejected.map((r) => encode(r.text, r.field).answerIds);
+    checkContext(bundle, file, line, record.id, chosen.promptIds, [chosen.answerIds, ...rejectedIds]);
     examples.push({ id: record.id, image: path.resolve(dir, record.image), promptIds: chosen.promptIds, chosenIds: chosen.answerIds, rejectedIds });
   }
   return { examples, skippedEmpty, skippedBlank };
+}
+
+/** Every answer of a sample must fit the model's context with its prompt and visual tokens (E_DATA otherwise). */
+function checkContext(bundle: ModelBundle, file: string, line: number, id: string, promptIds: number[], answers: number[][]): void {
+  const limit = bundle.model.config.text.maxPositionEmbeddings;
+  const length = Math.max(...answers.map((answerIds) => sequenceLength(bundle, { promptIds, answerIds })));
+  if (length > limit) {
+    throw dataError(file, line, 'question', `record "${id}" is ${length} tokens long (prompt + ${visualTokens(bundle)} visual tokens + answer); the model's context (max_position_embeddings) is ${limit}`, length);
+  }
 }
 
 /**
@@ -454,8 +466,21 @@ export async function runMlpo(o: MlpoRunOptions): Promise<MlpoRunResult> {
   const config = resolveMlpoConfig(o.config);
   const ownGroup = o.dist === undefined;
   const dist = o.dist ?? (await initDistributed(distEnvFrom(), config.device.startsWith('cuda') ? 'nccl' : 'gloo'));
-  if (dist.rank === 0) checkOutputDir(config.outputDir, o);
-  const bundle = await loadModelBundle(config.modelDir, { device: config.device, allowNonFinite: config.allowNonFinite });
+  checkInputFolder(config.modelDir, '--model');
+  checkInputFile(o.prefs, '--prefs');
+  let lock: OutputLock | undefined;
+  if (dist.rank === 0) {
+    checkOutputFolder(config.outputDir);
+    checkOutputDir(config.outputDir, o);
+    lock = lockOutput(config.outputDir, 'hscr train');
+  }
+  let bundle: ModelBundle;
+  try {
+    bundle = await loadModelBundle(config.modelDir, { device: config.device, allowNonFinite: config.allowNonFinite });
+  } catch (e) {
+    lock?.release();
+    throw e;
+  }
   try {
     const { examples, skippedEmpty, skippedBlank } = await loadPreferences(bundle, o.prefs);
     if (examples.length === 0) throw new HscrError(`${o.prefs}: no sample has a dispreferred answer to train on`, 'E_DATA', o.prefs);
@@ -468,11 +493,14 @@ export async function runMlpo(o: MlpoRunOptions): Promise<MlpoRunResult> {
       batch: config.batchPerDevice,
       dist,
     });
-    const task = createMlpoTask(bundle, examples, ref.logps, config, { prefsSha256 }, pixels);
+    const base = createMlpoTask(bundle, examples, ref.logps, config, { prefsSha256 }, pixels);
+    // A resume from another SFT model would not continue the same run.
+    const task: TrainingTask = { ...base, identity: { ...base.identity, model: folderFingerprint(config.modelDir) } };
     const result = await runTraining(bundle.model, task, config, { ...o, dist });
     return { ...result, config, samples: examples.length, skippedEmpty, skippedBlank, referenceCached: ref.cached, referenceFile: ref.file };
   } finally {
     disposeBundle(bundle);
+    lock?.release();
     if (ownGroup) dist.group?.destroy();
   }
 }

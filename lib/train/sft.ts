@@ -5,7 +5,9 @@
  */
 import * as path from 'node:path';
 import { HscrError, dataError } from '../errors';
-import { loadDataset, type DataFormat } from '../data/loaders';
+import { loadDataset, recordLine, type DataFormat } from '../data/loaders';
+import { fitToContext } from '../model/context';
+import { checkInputFile, checkInputFolder, checkOutputFolder, folderFingerprint, lockOutput, type OutputLock } from '../util/output';
 import { disposeBundle, encodeRecord, loadModelBundle, type ModelBundle } from '../model/bundle';
 import type { BatchRow } from '../model/vlm';
 import { resolveSftConfig, type TrainConfig, type TrainConfigInput } from './config';
@@ -80,6 +82,8 @@ export interface SftRunOptions extends Omit<RunOptions, 'dist'> {
   data: string;
   format?: DataFormat | 'auto';
   imageRoot?: string;
+  /** Shorten questions that do not fit the model's context (default: E_DATA naming file, line and length). */
+  truncate?: boolean;
   /** Default: from the torchrun variables of this process (single process without them). */
   dist?: DistContext;
 }
@@ -89,18 +93,37 @@ export async function runSft(o: SftRunOptions): Promise<TrainResult & { config: 
   const config = resolveSftConfig(o.config);
   const ownGroup = o.dist === undefined;
   const dist = o.dist ?? (await initDistributed(distEnvFrom(), config.device.startsWith('cuda') ? 'nccl' : 'gloo'));
-  if (dist.rank === 0) checkOutputDir(config.outputDir, o);
-  const bundle = await loadModelBundle(config.modelDir, { device: config.device, allowNonFinite: config.allowNonFinite });
+  checkInputFolder(config.modelDir, '--model');
+  checkInputFile(o.data, '--data');
+  let lock: OutputLock | undefined;
+  if (dist.rank === 0) {
+    checkOutputFolder(config.outputDir);
+    checkOutputDir(config.outputDir, o);
+    // One writer per run folder: a second sft/train on it is refused at once (E_LOCKED).
+    lock = lockOutput(config.outputDir, 'hscr sft');
+  }
+  let bundle: ModelBundle;
+  try {
+    bundle = await loadModelBundle(config.modelDir, { device: config.device, allowNonFinite: config.allowNonFinite });
+  } catch (e) {
+    lock?.release();
+    throw e;
+  }
   try {
     const data = await loadDataset(o.data, { format: o.format ?? 'auto', imageRoot: o.imageRoot });
-    const examples = encodeSftExamples(bundle, data.records, path.resolve(o.data));
-    const task = createSftTask(bundle, examples, await sha256File(o.data));
+    const fitted = fitToContext(bundle, data.records, { source: path.resolve(o.data), lineOf: (i) => recordLine(data.records[i]), truncate: o.truncate });
+    if (fitted.truncated.length && dist.rank === 0 && !o.quiet) process.stderr.write(`sft: shortened ${fitted.truncated.length} questions to fit the model's context (--truncate)\n`);
+    const examples = encodeSftExamples(bundle, fitted.records, path.resolve(o.data));
+    const base = createSftTask(bundle, examples, await sha256File(o.data));
+    // A resume with another starting model (or truncation) would not continue the same run.
+    const task: TrainingTask = { ...base, identity: { ...base.identity, model: folderFingerprint(config.modelDir), truncate: Boolean(o.truncate) } };
     const result = await runTraining(bundle.model, task, config, { ...o, dist });
     // The next stage (generate, train) takes a model folder: a LoRA run also leaves one with the adapter merged in.
     if (config.finetune === 'lora' && dist.rank === 0) await saveModelFolder(bundle.model, config.modelDir, finalModelDir(config.outputDir));
     return { ...result, config, modelDir: finalModelDir(config.outputDir) };
   } finally {
     disposeBundle(bundle);
+    lock?.release();
     if (ownGroup) dist.group?.destroy();
   }
 }

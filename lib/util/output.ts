@@ -169,14 +169,19 @@ export interface OutputLock {
   release(): void;
 }
 
-function processStart(pid: number): string | null {
+/** Fields 3… of /proc/<pid>/stat (Linux): the command name (field 2) may hold spaces, so split after its ')'. */
+function procStat(pid: number): string[] | null {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Field 22 (starttime); the command name (field 2) may hold spaces, so count from its closing ')'.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return null;
   }
+}
+
+/** Field 22, starttime. */
+function processStart(pid: number): string | null {
+  return procStat(pid)?.[19] ?? null;
 }
 
 function isAlive(owner: LockOwner): boolean {
@@ -186,7 +191,10 @@ function isAlive(owner: LockOwner): boolean {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
   }
-  const start = processStart(owner.pid);
+  const stat = procStat(owner.pid);
+  // A killed process its parent has not reaped yet (a zombie) holds nothing.
+  if (stat && (stat[0] === 'Z' || stat[0] === 'X')) return false;
+  const start = stat?.[19] ?? null;
   return !(owner.start !== null && start !== null && start !== owner.start);
 }
 
@@ -225,16 +233,24 @@ export function lockOutput(output: string, label = 'hscr'): OutputLock {
     throw ioError(path.dirname(file), 'create the folder', err);
   }
   for (let attempt = 0; ; attempt++) {
+    let fd: number;
     try {
-      const fd = fs.openSync(file, 'wx');
+      fd = fs.openSync(file, 'wx');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(file, `create the lock of ${output}`, err);
+      fd = -1;
+    }
+    if (fd >= 0) {
       try {
         fs.writeFileSync(fd, text);
-      } finally {
         fs.closeSync(fd);
+      } catch (err) {
+        // A lock without its owner would look cut; on a full disk there is no lock and no run.
+        fs.closeSync(fd);
+        fs.rmSync(file, { force: true });
+        throw ioError(output, `take the lock ${file}`, err);
       }
       break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw ioError(file, 'create the lock', err);
     }
     const owner = readOwner(file);
     if (owner === undefined) continue; // released meanwhile

@@ -145,8 +145,9 @@ export async function encodePng(rgb: Buffer, size: number): Promise<Buffer> {
 
 async function writeImages(outDir: string, items: PhantomItem[], concurrency: number, tick: () => void): Promise<void> {
   let next = 0;
+  let failed = false;
   const worker = async () => {
-    while (next < items.length) {
+    while (next < items.length && !failed) {
       const item = items[next++];
       const scene = item.record.scene!;
       // Each image whole or not at all: a full disk leaves no cut PNG behind.
@@ -154,7 +155,18 @@ async function writeImages(outDir: string, items: PhantomItem[], concurrency: nu
       tick();
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, concurrency) }, worker));
+  // After a failure (a full disk) the other workers stop, and the error is thrown once none is mid-write,
+  // so no temporary file outlives the call.
+  const settled = await Promise.allSettled(
+    Array.from({ length: Math.max(1, concurrency) }, () =>
+      worker().catch((e: unknown) => {
+        failed = true;
+        throw e;
+      }),
+    ),
+  );
+  const failure = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failure) throw failure.reason;
 }
 
 function jsonl(records: VqaRecord[]): string {
