@@ -18,8 +18,10 @@ t.test('hscr doctor --json reports threads = cores, OpenBLAS and a real GEMM fig
   t.match(r.addon.kind, /^(prebuild|local build|HSCR_ADDON_PATH)$/);
   t.ok(r.addon.reason.length > 10, `doctor says why: ${r.addon.reason}`);
   t.ok(r.blas.some((l: string) => /openblas/.test(l)), `libtorch's BLAS is OpenBLAS: ${r.blas}`);
-  // 256³·2 flops run at ≥ 1 GFLOP/s even on the reference BLAS; the figure must be a real measurement.
-  t.ok(r.gemm.gflops > 1 && r.gemm.seconds >= 1, `gemm ${r.gemm.gflops} GFLOP/s over ${r.gemm.seconds}s`);
+  // The figure must be a real measurement: a whole number (≥ 1) of 2·n³-flop products over at least the
+  // second asked for. No speed threshold: that belongs in bench/, and this machine is shared.
+  const products = (r.gemm.gflops * 1e9 * r.gemm.seconds) / (2 * r.gemm.n ** 3);
+  t.ok(r.gemm.seconds >= 1 && products >= 0.999 && Math.abs(products - Math.round(products)) < 1e-3 * products, `gemm ${r.gemm.gflops} GFLOP/s over ${r.gemm.seconds}s = ${products} products of n=${r.gemm.n}`);
   t.equal(r.cuda.available, r.cuda.devices > 0);
 });
 
