@@ -21,17 +21,18 @@ import { writeFileAtomic } from '../model/config';
 import { disposeBundle, encodeRecord, loadModelBundle, type ModelBundle } from '../model/bundle';
 import type { BatchRow, VisionLanguageModel } from '../model/vlm';
 import { sequenceLength, visualTokens } from '../model/context';
-import { checkInputFile, checkInputFolder, checkOutputFolder, folderFingerprint, lockOutput, type OutputLock } from '../util/output';
+import { folderFingerprint } from '../util/output';
 import { tensor } from '../tensor';
 import { adaptedModules, loadAdapter } from './adapter';
 import { resolveMlpoConfig, type MlpoConfig, type MlpoConfigInput, type MlpoLossKind } from './config';
 import { PixelCache, sha256File } from './data';
-import { distEnvFrom, initDistributed, SINGLE_PROCESS, type DistContext } from './launcher';
-import { checkOutputDir, runTraining, type RunOptions, type TrainingTask, type TrainResult } from './loop';
+import { SINGLE_PROCESS, type DistContext } from './launcher';
+import { runTraining, type RunOptions, type TrainingTask, type TrainResult } from './loop';
 import type { StepMetrics } from './metrics';
 import { trainAddon, type MlpoLossInputs, type MlpoLossOptions, type MlpoLossResult, type MlpoSums } from './native';
 import { termWeightAt } from './schedule';
 import { checkImageGeometry } from './sft';
+import { openRun } from './open-run';
 
 /** One ranked sample, tokenised. */
 export interface PreferenceExample {
@@ -464,23 +465,7 @@ export interface MlpoRunResult extends TrainResult {
 
 export async function runMlpo(o: MlpoRunOptions): Promise<MlpoRunResult> {
   const config = resolveMlpoConfig(o.config);
-  const ownGroup = o.dist === undefined;
-  const dist = o.dist ?? (await initDistributed(distEnvFrom(), config.device.startsWith('cuda') ? 'nccl' : 'gloo'));
-  checkInputFolder(config.modelDir, '--model');
-  checkInputFile(o.prefs, '--prefs');
-  let lock: OutputLock | undefined;
-  if (dist.rank === 0) {
-    checkOutputFolder(config.outputDir);
-    checkOutputDir(config.outputDir, o);
-    lock = lockOutput(config.outputDir, 'hscr train');
-  }
-  let bundle: ModelBundle;
-  try {
-    bundle = await loadModelBundle(config.modelDir, { device: config.device, allowNonFinite: config.allowNonFinite });
-  } catch (e) {
-    lock?.release();
-    throw e;
-  }
+  const { dist, bundle, close } = await openRun(config, o, { flag: '--prefs', file: o.prefs }, 'hscr train');
   try {
     const { examples, skippedEmpty, skippedBlank } = await loadPreferences(bundle, o.prefs);
     if (examples.length === 0) throw new HscrError(`${o.prefs}: no sample has a dispreferred answer to train on`, 'E_DATA', o.prefs);
@@ -499,8 +484,6 @@ export async function runMlpo(o: MlpoRunOptions): Promise<MlpoRunResult> {
     const result = await runTraining(bundle.model, task, config, { ...o, dist });
     return { ...result, config, samples: examples.length, skippedEmpty, skippedBlank, referenceCached: ref.cached, referenceFile: ref.file };
   } finally {
-    disposeBundle(bundle);
-    lock?.release();
-    if (ownGroup) dist.group?.destroy();
+    close();
   }
 }

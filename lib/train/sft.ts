@@ -7,16 +7,17 @@ import * as path from 'node:path';
 import { HscrError, dataError } from '../errors';
 import { loadDataset, recordLine, type DataFormat } from '../data/loaders';
 import { fitToContext } from '../model/context';
-import { checkInputFile, checkInputFolder, checkOutputFolder, folderFingerprint, lockOutput, type OutputLock } from '../util/output';
-import { disposeBundle, encodeRecord, loadModelBundle, type ModelBundle } from '../model/bundle';
+import { folderFingerprint } from '../util/output';
+import { encodeRecord, type ModelBundle } from '../model/bundle';
 import type { BatchRow } from '../model/vlm';
 import { resolveSftConfig, type TrainConfig, type TrainConfigInput } from './config';
 import { PixelCache, sha256File } from './data';
-import { initDistributed, distEnvFrom, type DistContext } from './launcher';
-import { checkOutputDir, finalModelDir, runTraining, type RunOptions, type TrainingTask, type TrainResult } from './loop';
+import type { DistContext } from './launcher';
+import { finalModelDir, runTraining, type RunOptions, type TrainingTask, type TrainResult } from './loop';
 import type { StepMetrics } from './metrics';
 import { trainAddon } from './native';
 import { saveModelFolder } from './adapter';
+import { openRun } from './open-run';
 
 export interface SftExample {
   id: string;
@@ -91,24 +92,7 @@ export interface SftRunOptions extends Omit<RunOptions, 'dist'> {
 /** `hscr sft` as a function: trains, then leaves <out>/model (and <out>/adapter for LoRA runs). */
 export async function runSft(o: SftRunOptions): Promise<TrainResult & { config: TrainConfig; modelDir: string }> {
   const config = resolveSftConfig(o.config);
-  const ownGroup = o.dist === undefined;
-  const dist = o.dist ?? (await initDistributed(distEnvFrom(), config.device.startsWith('cuda') ? 'nccl' : 'gloo'));
-  checkInputFolder(config.modelDir, '--model');
-  checkInputFile(o.data, '--data');
-  let lock: OutputLock | undefined;
-  if (dist.rank === 0) {
-    checkOutputFolder(config.outputDir);
-    checkOutputDir(config.outputDir, o);
-    // One writer per run folder: a second sft/train on it is refused at once (E_LOCKED).
-    lock = lockOutput(config.outputDir, 'hscr sft');
-  }
-  let bundle: ModelBundle;
-  try {
-    bundle = await loadModelBundle(config.modelDir, { device: config.device, allowNonFinite: config.allowNonFinite });
-  } catch (e) {
-    lock?.release();
-    throw e;
-  }
+  const { dist, bundle, close } = await openRun(config, o, { flag: '--data', file: o.data }, 'hscr sft');
   try {
     const data = await loadDataset(o.data, { format: o.format ?? 'auto', imageRoot: o.imageRoot });
     const fitted = fitToContext(bundle, data.records, { source: path.resolve(o.data), lineOf: (i) => recordLine(data.records[i]), truncate: o.truncate });
@@ -122,8 +106,6 @@ export async function runSft(o: SftRunOptions): Promise<TrainResult & { config: 
     if (config.finetune === 'lora' && dist.rank === 0) await saveModelFolder(bundle.model, config.modelDir, finalModelDir(config.outputDir));
     return { ...result, config, modelDir: finalModelDir(config.outputDir) };
   } finally {
-    disposeBundle(bundle);
-    lock?.release();
-    if (ownGroup) dist.group?.destroy();
+    close();
   }
 }
