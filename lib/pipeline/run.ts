@@ -123,7 +123,7 @@ function stages(c: PipelineConfig, quiet: boolean): Stage[] {
     outputs: { prefs: L.prefsFile },
     clear: [L.prefsFile],
     run: async () =>
-      void (await generateFile(L.sftModel, L.trainFile, L.prefsFile, { k: g.k, n: g.n, beta: g.beta, ratio: g.ratio, perturb: g.perturb, seed: g.seed, batchSize: g.batch, limit: g.limit, format, imageRoot, device: c.device, quiet: true })),
+      void (await generateFile({ model: L.sftModel, data: L.trainFile, out: L.prefsFile, k: g.k, n: g.n, beta: g.beta, ratio: g.ratio, perturb: g.perturb, seed: g.seed, batchSize: g.batch, limit: g.limit, format, imageRoot, device: c.device, quiet: true })),
   });
   const mode = c.train.loss === 'dpo' ? ('binary' as const) : ('ranked' as const);
   list.push({
@@ -132,7 +132,7 @@ function stages(c: PipelineConfig, quiet: boolean): Stage[] {
     inputs: { prefs: L.prefsFile },
     outputs: { ranked: L.rankedFile },
     clear: [L.rankedFile],
-    run: async () => void (await rerankFile(L.prefsFile, L.rankedFile, { j: c.rerank.j, minGap: c.rerank.minGap, mode, quiet: true })),
+    run: async () => void (await rerankFile({ input: L.prefsFile, out: L.rankedFile, j: c.rerank.j, minGap: c.rerank.minGap, mode, quiet: true })),
   });
   const t = c.train;
   list.push({
