@@ -12,7 +12,8 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/hscr-pack-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# HSCR_PACK_KEEP=1 keeps the work folder (clone, tarball, consumer app) for inspection.
+if [ "${HSCR_PACK_KEEP:-}" = 1 ]; then echo "pack-check: work folder $work (kept)" >&2; else trap 'rm -rf "$work"' EXIT; fi
 step() { echo "pack-check: $*" >&2; }
 timed() { local t0=$SECONDS; "$@"; step "  ($((SECONDS - t0)) s)"; }
 
