@@ -1,5 +1,5 @@
 {
-  "//": "hscr builds with CMake (CMakeLists.txt). node-gyp only delegates to it, so that `node-gyp rebuild` produces build/Release/hscr.node (prebuilds: scripts/prebuild.js).",
+  "//": "hscr builds with CMake (CMakeLists.txt) through cmake-js. node-gyp only delegates to it, so that `node-gyp rebuild` produces build/Release/hscr.node. Prebuilds: prebuildify with scripts/node-gyp-shim.js as its node-gyp (scripts/prebuild.js).",
   "targets": [
     {
       "target_name": "hscr_cmake",

@@ -63,7 +63,9 @@ export function formatDoctor(r: DoctorReport): string {
     `node        ${r.node} (${r.platform}, ${r.cores} cores)`,
     `addon       ${r.addon.path} (${r.addon.kind}${r.addon.variant ? `, variant ${r.addon.variant}` : ''})`,
     `  because   ${r.addon.reason}`,
-    ...(r.addon.preloaded.length ? [`  preloaded ${r.addon.preloaded.join(', ')}`] : []),
+    ...(r.addon.preloaded.length
+      ? [`  preloaded ${r.addon.preloaded.join(', ')}${r.addon.preloader ? ` (RTLD_LOCAL, by ${r.addon.preloader})` : ''}`]
+      : []),
     `libtorch    ${r.torch.version}${r.torch.builtWithCuda ? ' (CUDA build)' : ''}`,
     ...r.torch.libraries.map((l) => `            ${l}`),
     `threads     ${r.threads}`,

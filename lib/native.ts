@@ -1,6 +1,7 @@
 /**
- * Loads the native addon once (the binary scripts/addon-select.js picks: a local build, or the prebuild that
- * matches the libtorch found on this machine, its libraries preloaded first), hands it the HscrError
+ * Loads the native addon once (the binary scripts/addon-select.js picks with node-gyp-build: a local build, or
+ * the prebuild in the variant folder that matches the libtorch found on this machine, its libraries preloaded
+ * first), hands it the HscrError
  * class so native failures arrive typed, and applies the thread setting. Everything native goes through here.
  */
 import fs from 'fs';
@@ -83,12 +84,14 @@ export interface AddonLocation {
   fromPrebuild: boolean;
   /** 'prebuild', 'local build' or 'HSCR_ADDON_PATH'. */
   kind: string;
-  /** The prebuilt variant, e.g. "torch-1.13.cpu" (prebuilds only). */
+  /** The prebuilt variant folder, e.g. "torch-1.13-cpu" (prebuilds only). */
   variant?: string;
   /** Why this binary: the libtorch it matched and where that libtorch was found. */
   reason: string;
   /** The libtorch libraries preloaded (RTLD_LOCAL) before the addon, so it finds them wherever they are. */
   preloaded: string[];
+  /** The torch-free binary that preloaded them (prebuilds only). */
+  preloader?: string;
 }
 
 interface Selection {
@@ -161,6 +164,7 @@ function load(): { addon: NativeAddon; location: AddonLocation } {
     variant: chosen.variant,
     reason: chosen.reason,
     preloaded: chosen.preload,
+    preloader: chosen.preloader,
   };
   return { addon, location };
 }

@@ -1,57 +1,102 @@
 'use strict';
-// Chooses which hscr binary to load, for the install script (scripts/install-native.js), the prebuild step
-// (scripts/prebuild.js) and the library (lib/native.ts). Plain CommonJS with no dependencies: it must run
-// before dist/ exists.
+// Chooses which hscr binary to load, for the install test (scripts/addon-test.js, run by node-gyp-build-test),
+// the prebuild step (scripts/prebuild.js) and the library (lib/native.ts). Plain CommonJS: it must run before
+// dist/ exists.
 //
-// Prebuilt variants are named by platform, libtorch major.minor and CPU/CUDA:
-//   prebuilds/<platform>-<arch>/hscr.napi.glibc.torch-<major>.<minor>.<cpu|cuda>.node
-//   prebuilds/<platform>-<arch>/hscr_preload.napi.glibc.node   (torch-free: dlopens libtorch, RTLD_LOCAL)
-// (node-gyp-build's tag parser reads `napi` and `glibc` and ignores the rest, so the names stay legal there.)
+// Prebuilds are written by prebuildify (scripts/prebuild.js), one folder per libtorch variant, each laid out
+// as node-gyp-build expects of a package folder, so node-gyp-build.path(<variant folder>) resolves the binary
+// for this platform, arch, libc and Node-API:
+//   prebuilds/torch-<major>.<minor>-<cpu|cuda>/prebuilds/<platform>-<arch>/hscr.napi.glibc.node
+//   prebuilds/loader/prebuilds/<platform>-<arch>/hscr_preload.napi.glibc.node   (torch-free: dlopens libtorch)
+// Why folders and not file-name tags: node-gyp-build ignores tags it does not know (a `torch-1.13` tag would
+// not stop it loading a binary built for another libtorch), and one binary per folder leaves it no choice to
+// get wrong. node-gyp-build cannot know which libtorch a machine has, so that part is ours:
 //
 // libtorch is looked for where users have it, in this order:
 //   1. LIBTORCH (an unpacked libtorch, or its lib/ folder),
 //   2. the PyTorch of HSCR_PYTHON, `python3`, `/usr/bin/python3` (found with importlib, without importing torch),
 //   3. Debian's libtorch (/usr/lib/<multiarch>).
-// For each libtorch found, the prebuild of the same major.minor and flavour is test-loaded in a child process
-// (after preloading that libtorch's libraries), so a binary that crashes on load never takes the caller down.
+// For each libtorch found, the variant of the same major.minor and flavour is test-loaded in a child process
+// (after preloading that libtorch's libraries), as node-llama-cpp does, so a binary that crashes on load
+// never takes the caller down.
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const crypto = require('crypto');
 const { spawnSync } = require('child_process');
+const nodeGypBuild = require('node-gyp-build');
 
 const MULTIARCH = { x64: 'x86_64-linux-gnu', arm64: 'aarch64-linux-gnu' }[process.arch] || `${process.arch}-linux-gnu`;
 const DEBIAN_LIB_DIR = `/usr/lib/${MULTIARCH}`;
 /** The libraries hscr.node links, in dependency order (the CUDA ones only where present). */
 const TORCH_LIBS = ['libc10', 'libc10_cuda', 'libtorch_cpu', 'libtorch_cuda', 'libtorch'];
 
-function platformDir(root) {
-  return path.join(root, 'prebuilds', `${process.platform}-${process.arch}`);
+function platformTuple() {
+  return `${process.platform}-${process.arch}`;
 }
 
+/** 'torch-1.13-cpu': the variant folder's name under prebuilds/. */
 function variantTag(v) {
-  return `torch-${v.version}.${v.cuda ? 'cuda' : 'cpu'}`;
+  return `torch-${v.version}-${v.cuda ? 'cuda' : 'cpu'}`;
 }
 
-function prebuildName(v) {
-  return `hscr.napi.glibc.${variantTag(v)}.node`;
+function variantDir(root, v) {
+  return path.join(root, 'prebuilds', variantTag(v));
 }
 
-const PRELOAD_NAME = 'hscr_preload.napi.glibc.node';
+const LOADER_DIR = 'loader';
 
-/** {version: '1.13', cuda: false, file} from a prebuild's file name, or undefined. */
-function parseVariant(file) {
-  const m = /^hscr\.napi\.glibc\.torch-(\d+)\.(\d+)\.(cpu|cuda)\.node$/.exec(path.basename(file));
-  return m ? { version: `${m[1]}.${m[2]}`, cuda: m[3] === 'cuda', file } : undefined;
+/** {version: '1.13', cuda: false} from a variant folder's name, or undefined. */
+function parseVariant(name) {
+  const m = /^torch-(\d+)\.(\d+)-(cpu|cuda)$/.exec(path.basename(name));
+  return m ? { version: `${m[1]}.${m[2]}`, cuda: m[3] === 'cuda' } : undefined;
 }
 
+/** The binary node-gyp-build resolves in `dir` (a package-like folder) for this machine, or undefined. */
+function resolveIn(dir) {
+  if (!fs.existsSync(dir)) return undefined;
+  try {
+    const file = nodeGypBuild.path(dir);
+    // node-gyp-build falls back to prebuilds beside the node executable: only a file inside `dir` counts.
+    return file.startsWith(dir + path.sep) ? file : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The variant folders under prebuilds/ ({version, cuda, dir, file}); `file` is what node-gyp-build resolves
+ * there for this platform (undefined when the variant has no build for it).
+ */
 function listVariants(root) {
-  const dir = platformDir(root);
-  if (!fs.existsSync(dir)) return [];
-  return fs
-    .readdirSync(dir)
-    .map((f) => parseVariant(path.join(dir, f)))
+  let names;
+  try {
+    names = fs.readdirSync(path.join(root, 'prebuilds'));
+  } catch {
+    return [];
+  }
+  return names
+    .map((name) => {
+      const v = parseVariant(name);
+      if (!v) return undefined;
+      const dir = path.join(root, 'prebuilds', name);
+      return { ...v, dir, file: resolveIn(dir) };
+    })
     .filter(Boolean);
+}
+
+/** The torch-free preloader prebuild for this machine, or undefined. */
+function preloaderFile(root) {
+  return resolveIn(path.join(root, 'prebuilds', LOADER_DIR));
+}
+
+/**
+ * A local build, as node-gyp-build finds one: the first *.node in build/Release (or build/Debug) of the
+ * package folder. CMake writes hscr.node alone there (the preloader goes to build/loader/).
+ */
+function localBuild(root) {
+  const file = resolveIn(root);
+  return file && file.startsWith(path.join(root, 'build') + path.sep) ? file : undefined;
 }
 
 /** The library file for `base` in `dir` (libc10.so, else libc10.so.X.Y…), or undefined. */
@@ -207,9 +252,10 @@ function testLoad(file, preloader, preload) {
 }
 
 /**
- * The binary to load and why. Order: HSCR_ADDON_PATH; a local build (build/Release/hscr.node: a developer
- * checkout, it shadows prebuilds); then, per libtorch found, the prebuild of its major.minor and flavour
- * (a CPU prebuild also serves a CUDA libtorch, without CUDA). Returns
+ * The binary to load and why. Order: HSCR_ADDON_PATH; a local build (node-gyp-build's own precedence:
+ * build/Release shadows prebuilds, as in a developer checkout or after a build from source); then, per
+ * libtorch found, the variant folder of its major.minor and flavour (a CPU variant also serves a CUDA libtorch,
+ * without CUDA), its binary resolved by node-gyp-build and test-loaded in a child process. Returns
  * {file, preloader, preload, libtorch, variant, reason, kind} or throws an Error (code E_NATIVE) whose
  * message lists what was found, what was tried, and the fix.
  */
@@ -219,26 +265,25 @@ function selectAddon(root, env = process.env, options = {}) {
     const file = path.resolve(env.HSCR_ADDON_PATH);
     return { file, preload: [], kind: 'HSCR_ADDON_PATH', reason: `HSCR_ADDON_PATH=${env.HSCR_ADDON_PATH}` };
   }
-  const local = path.join(root, 'build', 'Release', 'hscr.node');
-  if (!options.prebuildsOnly && fs.existsSync(local)) {
+  const local = options.prebuildsOnly ? undefined : localBuild(root);
+  if (local) {
     return {
       file: local,
       preload: [],
       kind: 'local build',
-      reason: 'a local build (build/Release/hscr.node) exists; it shadows prebuilds and finds libtorch through its RUNPATH',
+      reason: `node-gyp-build found a local build (${path.relative(root, local)}); it shadows prebuilds and finds libtorch through its RUNPATH`,
     };
   }
   const variants = listVariants(root);
-  const preloaderFile = path.join(platformDir(root), PRELOAD_NAME);
-  const preloader = fs.existsSync(preloaderFile) ? preloaderFile : undefined;
+  const preloader = preloaderFile(root);
   const installs = findLibtorchInstalls(env);
   const tried = [];
   for (const lt of installs) {
-    const exact = variants.find((v) => v.version === lt.version && v.cuda === lt.cuda);
-    const cpuOnCuda = lt.cuda ? variants.find((v) => v.version === lt.version && !v.cuda) : undefined;
+    const exact = variants.find((v) => v.version === lt.version && v.cuda === lt.cuda && v.file);
+    const cpuOnCuda = lt.cuda ? variants.find((v) => v.version === lt.version && !v.cuda && v.file) : undefined;
     for (const v of [exact, cpuOnCuda].filter(Boolean)) {
       const result = check ? testLoad(v.file, preloader, lt.preload) : { ok: true };
-      tried.push({ variant: path.basename(v.file), libtorch: lt, ...result });
+      tried.push({ variant: variantTag(v), file: v.file, libtorch: lt, ...result });
       if (result.ok) {
         const note = v === exact ? 'matches' : 'is the CPU variant for (CUDA unused with it)';
         return {
@@ -248,14 +293,17 @@ function selectAddon(root, env = process.env, options = {}) {
           libtorch: lt,
           variant: variantTag(v),
           kind: 'prebuild',
-          reason: `${path.basename(v.file)} ${note} libtorch ${lt.fullVersion}${lt.cuda ? ' (CUDA)' : ''} in ${lt.libDir}, found as ${lt.source}`,
+          reason:
+            `variant ${variantTag(v)} ${note} libtorch ${lt.fullVersion}${lt.cuda ? ' (CUDA)' : ''} in ${lt.libDir}, found as ${lt.source}; ` +
+            `node-gyp-build resolved ${path.relative(v.dir, v.file)} in it` +
+            (check ? `, and it loaded in a child process${result.cached ? ' (cached)' : ''}` : ''),
         };
       }
     }
   }
   const err = new Error(noMatchMessage(root, variants, installs, tried));
   err.code = 'E_NATIVE';
-  err.details = { variants: variants.map((v) => path.basename(v.file)), installs, tried };
+  err.details = { variants: variants.map((v) => ({ variant: variantTag(v), file: v.file })), installs, tried };
   throw err;
 }
 
@@ -267,10 +315,14 @@ function noMatchMessage(root, variants, installs, tried) {
       : 'libtorch found: none (looked at LIBTORCH, the PyTorch of python3 and /usr/bin/python3, and ' + DEBIAN_LIB_DIR + ')',
   );
   lines.push(
-    `prebuilt variants for ${process.platform}-${process.arch}: ${variants.map((v) => path.basename(v.file)).join(', ') || 'none'}`,
+    `prebuilt variants in ${path.join(root, 'prebuilds')}: ` +
+      (variants.map((v) => `${variantTag(v)}${v.file ? '' : ` (none for ${platformTuple()})`}`).join(', ') || 'none'),
   );
-  for (const t of tried) if (!t.ok) lines.push(`  ${t.variant} with ${t.libtorch.libDir}: does not load: ${t.error}`);
-  const wanted = variants.map((v) => `libtorch ${v.version} ${v.cuda ? 'CUDA' : 'CPU'}`).join(' or ');
+  for (const t of tried) if (!t.ok) lines.push(`  ${t.variant} (${t.file}) with ${t.libtorch.libDir}: does not load: ${t.error}`);
+  const wanted = variants
+    .filter((v) => v.file)
+    .map((v) => `libtorch ${v.version} ${v.cuda ? 'CUDA' : 'CPU'}`)
+    .join(' or ');
   lines.push(
     'fix: ' +
       (wanted ? `install ${wanted} (e.g. the matching PyTorch, or point LIBTORCH at an unpacked libtorch), or ` : '') +
@@ -282,12 +334,14 @@ function noMatchMessage(root, variants, installs, tried) {
 
 module.exports = {
   DEBIAN_LIB_DIR,
-  PRELOAD_NAME,
-  platformDir,
+  LOADER_DIR,
+  platformTuple,
   variantTag,
-  prebuildName,
+  variantDir,
   parseVariant,
   listVariants,
+  preloaderFile,
+  localBuild,
   describeLibtorch,
   findLibtorchInstalls,
   testLoad,

@@ -1,22 +1,22 @@
 #!/usr/bin/env node
 'use strict';
-// npm's install step for the native addon. node-gyp-build's own bin would fall back to `node-gyp rebuild`,
-// which knows nothing of CMake, so this script does the equivalent with cmake-js:
-//   1. a prebuild that matches the libtorch found on this machine and loads (scripts/addon-select.js tests it
-//      in a child process, so a binary that crashes on load cannot take npm down) is used as is;
-//   2. otherwise (or with HSCR_BUILD_FROM_SOURCE=1, or when a local build already exists, i.e. a developer
-//      checkout) the addon is compiled with cmake-js against the libtorch that scripts/find-torch.js finds;
-//   3. with no matching prebuild and no cmake to build one, it says what it found and how to fix it, and
-//      leaves the package installed (loading it then repeats the same message).
+// Builds the addon from source with cmake-js. npm's install step is
+//   node-gyp-build-test || node scripts/install-native.js
+// i.e. node-gyp-build's own test-then-build, with the build done by cmake-js: node-gyp-build's install bin
+// would fall back to `node-gyp rebuild`, which knows nothing of CMakeLists.txt. node-gyp-build-test runs
+// scripts/addon-test.js (package.json "prebuild.test") in its own process, so a prebuild that crashes on
+// load only makes this script run. Here:
+//   - with cmake and a C++ compiler on PATH, compile against the libtorch scripts/find-torch.js finds into
+//     build/Release/hscr.node (which node-gyp-build then prefers over prebuilds), and test-load it in a child;
+//   - without them, say what was found and how to fix it, and leave the package installed (loading it then
+//     repeats the message) rather than fail the whole `npm install`.
+// `--build-only` (scripts/prebuild.js, scripts/node-gyp-shim.js, binding.gyp): build, or fail.
 const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const { spawnSync } = require('child_process');
-const { findTorch } = require('./find-torch');
-const { selectAddon } = require('./addon-select');
 
 const root = path.resolve(__dirname, '..');
-const buildOnly = process.argv.includes('--build-only');
 
 function log(msg) {
   process.stderr.write(`hscr install: ${msg}\n`);
@@ -31,7 +31,9 @@ function onPath(program) {
   return (process.env.PATH || '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, program)));
 }
 
+/** cmake-js compile (incremental) into build/; exits the process on failure. */
 function build() {
+  const { findTorch } = require('./find-torch');
   const torch = findTorch();
   log(`building from source with cmake-js against libtorch at ${torch.dir} (${torch.source})`);
   const cmakeJs = require.resolve('cmake-js/bin/cmake-js');
@@ -54,21 +56,18 @@ function build() {
 }
 
 function main() {
-  const localBuild = fs.existsSync(path.join(root, 'build', 'Release'));
-  if (buildOnly || process.env.HSCR_BUILD_FROM_SOURCE === '1' || localBuild) return build();
-  try {
-    const chosen = selectAddon(root, process.env, { prebuildsOnly: true });
-    log(`using prebuilt ${path.relative(root, chosen.file)}: ${chosen.reason}`);
+  if (process.argv.includes('--build-only')) return build();
+  if (!onPath('cmake') || !(onPath('g++') || onPath('c++'))) {
+    log(
+      'no prebuild loads here (see above) and there is no cmake/g++ on PATH to build from source: ' +
+        'installed without a working addon. Fix: install a libtorch a prebuild matches, or cmake + g++ + libtorch ' +
+        'and run `npm rebuild hscr`.',
+    );
     return;
-  } catch (e) {
-    if (!onPath('cmake') || !(onPath('g++') || onPath('c++'))) {
-      log(e.message);
-      log('no cmake/g++ on PATH to build from source: installed without a working addon (see the fix above).');
-      return;
-    }
-    log(`${e.message}\nbuilding from source instead.`);
   }
   build();
 }
 
-main();
+if (require.main === module) main();
+
+module.exports = { build };

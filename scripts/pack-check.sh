@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Acceptance check for the npm package (slow: not part of `npm test`; run `npm run check:pack`).
 #   1. clone this repository's HEAD into a temporary folder (a clean clone: no build/, dist/ or prebuilds/),
-#      `npm ci --ignore-scripts`, then `npm pack`, whose prepack compiles the addon and writes the prebuild;
-#   2. install the tarball into an empty folder with a PATH holding only node, npm and sh (no compiler, no cmake);
-#   3. from there: `hscr --version`, `hscr doctor` (which variant and why), a tiny model, phantom data,
-#      `hscr logprobs` (a forward pass), and the package root's API from a script.
+#      `npm ci --ignore-scripts`, then `npm pack`, whose prepack compiles the addon with cmake-js and has
+#      prebuildify (through scripts/node-gyp-shim.js) write the prebuilds;
+#   2. install the tarball into an empty folder with a PATH holding only node, npm and sh (no compiler, no cmake),
+#      the install script's output shown (node-gyp-build-test must accept a prebuild: nothing is compiled);
+#   3. from there: `hscr --version`, `hscr doctor` (which file and why), a tiny model, phantom data,
+#      `hscr logprobs` (a forward pass), the package root's API from a script, and the README's API example
+#      type-checked with `tsc --strict` against the installed package (root import only) and run.
 # HSCR_PACK_TARBALL=<file> skips step 1 and checks that tarball. Prints each step's wall time.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d "${TMPDIR:-/tmp}/hscr-pack-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# HSCR_PACK_KEEP=1 keeps the work folder (clone, tarball, consumer app) for inspection.
+if [ "${HSCR_PACK_KEEP:-}" = 1 ]; then echo "pack-check: work folder $work (kept)" >&2; else trap 'rm -rf "$work"' EXIT; fi
 step() { echo "pack-check: $*" >&2; }
 timed() { local t0=$SECONDS; "$@"; step "  ($((SECONDS - t0)) s)"; }
 
@@ -25,8 +29,13 @@ else
   timed npm pack --pack-destination "$work" --loglevel=error >"$work/pack.out"
   tarball="$work/$(tail -1 "$work/pack.out")"
 fi
-step "tarball $(basename "$tarball"): $(du -h "$tarball" | cut -f1)"
-tar -tzf "$tarball" | grep -E '^package/prebuilds/.*\.node$' >&2 || { step "FAIL: no prebuilt addon in the tarball"; exit 1; }
+step "tarball $(basename "$tarball"): $(stat -c %s "$tarball") bytes ($(du -h "$tarball" | cut -f1)), $(tar -tzf "$tarball" | wc -l) files"
+step "prebuilds in the tarball:"
+tar -tzvf "$tarball" | grep -E ' package/prebuilds/.*\.node$' | awk '{print "  " $3 " " $6}' >&2
+tar -tzf "$tarball" | grep -qE '^package/prebuilds/torch-[0-9]+\.[0-9]+-(cpu|cuda)/prebuilds/linux-[^/]+/hscr\.napi\.glibc\.node$' ||
+  { step "FAIL: no prebuilt addon variant in the tarball"; exit 1; }
+tar -tzf "$tarball" | grep -qE '^package/prebuilds/loader/prebuilds/linux-[^/]+/hscr_preload\.napi\.glibc\.node$' ||
+  { step "FAIL: no prebuilt preloader in the tarball"; exit 1; }
 if tar -tzf "$tarball" | grep -qE '\.map$|^package/dist/bench/'; then step "FAIL: source maps or benches shipped"; exit 1; fi
 
 # A PATH with node, npm and sh only.
@@ -43,7 +52,11 @@ mkdir -p "$app"
 cd "$app"
 echo '{"name":"hscr-consumer","version":"1.0.0","private":true}' >package.json
 step "npm install the tarball with PATH=$bin (no compiler)"
-timed env PATH="$bin" npm install --no-audit --no-fund --loglevel=error "$tarball" 2>&1 | tail -5 >&2
+timed env PATH="$bin" npm install --no-audit --no-fund --loglevel=error --foreground-scripts "$tarball" >"$app/install.log" 2>&1 ||
+  { cat "$app/install.log" >&2; step "FAIL: npm install"; exit 1; }
+grep -E '^hscr install:|^> ' "$app/install.log" >&2 || true
+grep -q '^hscr install: using prebuilt ' "$app/install.log" || { cat "$app/install.log" >&2; step "FAIL: the install step did not accept a prebuild"; exit 1; }
+if [ -e "$app/node_modules/hscr/build" ]; then step "FAIL: the install step built something (node_modules/hscr/build exists)"; exit 1; fi
 hscr() { env PATH="$bin" node "$app/node_modules/hscr/bin/hscr.js" "$@"; }
 step "hscr --version: $(hscr --version)"
 hscr doctor --gemm-size 128 >&2
@@ -71,4 +84,25 @@ hscr.matmul(hscr.tensor(new Float32Array([1, 2, 3, 4]), [2, 2]), hscr.tensor(new
   if (where.kind !== "prebuild") { console.error("FAIL: the installed package did not load its prebuild"); process.exit(1); }
 });
 '
+step "README API example: tsc --strict against the installed package's root, then run"
+node -e '
+const text = require("fs").readFileSync(process.argv[1], "utf8");
+const m = /```ts\n([\s\S]*?)```/.exec(text.slice(text.indexOf("\n## API")));
+if (!m) { console.error("FAIL: no ```ts block in the README API section"); process.exit(1); }
+if (/from \x27(?!hscr\x27|node:)[^\x27]*\x27/.test(m[1])) { console.error("FAIL: the example imports more than the package root"); process.exit(1); }
+process.stdout.write(m[1]);
+' "$app/node_modules/hscr/README.md" >"$app/consumer.ts"
+cat >"$app/tsconfig.json" <<JSON
+{ "compilerOptions": { "strict": true, "noUnusedLocals": true, "target": "ES2022", "module": "commonjs",
+    "moduleResolution": "node", "esModuleInterop": true, "outDir": "out", "skipLibCheck": true,
+    "typeRoots": ["$repo/node_modules/@types"], "types": ["node"] },
+  "files": ["consumer.ts"] }
+JSON
+timed env PATH="$bin" node "$repo/node_modules/typescript/bin/tsc" -p "$app"
+t0=$SECONDS
+env PATH="$bin" node "$app/out/consumer.js" >"$app/consumer.out"
+sed 's/^/  /' "$app/consumer.out" >&2
+grep -qE 'preferences: [1-9][0-9]* written, [1-9][0-9]* re-ranked' "$app/consumer.out" && grep -q 'bad input is an HscrError: E_ARG' "$app/consumer.out" ||
+  { step "FAIL: the README example's output"; exit 1; }
+step "  ($((SECONDS - t0)) s)"
 step "OK"
