@@ -40,7 +40,7 @@ export function registerDataCommands(program: Command): void {
     .requiredOption('--out <dir>', 'output folder')
     .requiredOption('--train <n>', 'training items')
     .requiredOption('--test <n>', 'test items (always balanced)')
-    .requiredOption('--seed <s>', 'seed, 0 to 4294967295')
+    .requiredOption('--seed <n>', 'seed, 0 to 4294967295')
     .option('--size <px>', 'image width and height', String(PHANTOM_DEFAULT_SIZE))
     .option('--prior-bias <p>', "training split only: probability of each question family's favoured answer (e.g. 'yes')")
     .option('--overwrite', 'replace a dataset already in --out')

@@ -19,6 +19,7 @@ import { evaluate, evaluateImageReliance, type Predictor } from '../eval/run';
 import { loadReviewItems, runGptReview } from '../eval/gpt-review';
 import { createProgress } from '../util/progress';
 import { intArg } from './data';
+import { legacyAlias } from './options';
 
 /** What lib/model/predictor.ts is to provide: a batched answerer for a model (and optional adapter). */
 /** What `hscr eval` passes on to the predictor it loads. */
@@ -74,7 +75,7 @@ function registerScore(program: Command): void {
     .description('score existing predictions against a dataset file (no model needed)')
     .requiredOption('--data <file>', 'ground truth (any supported format)')
     .requiredOption('--predictions <file>', 'JSONL with id (or question_id) and prediction (or text)')
-    .option('--format <f>', `auto or ${DATA_FORMATS.join(', ')}`, 'auto')
+    .option('--format <name>', `auto or ${DATA_FORMATS.join(', ')}`, 'auto')
     .option('--variant <v>', `metric variant: ${METRIC_VARIANTS.join(', ')}`, DEFAULT_VARIANT)
     .option('--name <name>', 'method name in the table')
     .option('--json', 'print the scores as JSON')
@@ -102,7 +103,7 @@ interface ReviewCliOptions {
   questions: string;
   answers: string;
   url: string;
-  model: string;
+  judge: string;
   apiKeyEnv: string;
   concurrency: string;
   out?: string;
@@ -117,7 +118,8 @@ function registerReview(program: Command): void {
     .requiredOption('--questions <file>', 'LLaVA-Med review questions (llava_med_eval_qa50_qa.jsonl format)')
     .requiredOption('--answers <file>', 'the model answers (question_id, text)')
     .requiredOption('--url <url>', 'endpoint base URL (…/v1) or …/chat/completions')
-    .option('--model <name>', 'judge model', 'gpt-4-0314')
+    .option('--judge <name>', 'judge model (--model elsewhere is a model folder)', 'gpt-4-0314')
+    .addOption(legacyAlias('--model <name>', 'judge'))
     .option('--api-key-env <var>', 'environment variable holding the API key', 'OPENAI_API_KEY')
     .option('--concurrency <n>', 'requests in flight', '4')
     .option('--out <file>', 'append each review here (JSONL)')
@@ -129,7 +131,7 @@ function registerReview(program: Command): void {
       let result;
       try {
         result = await runGptReview(items, {
-          endpoint: { url: o.url, model: o.model, apiKey: process.env[o.apiKeyEnv] },
+          endpoint: { url: o.url, model: o.judge, apiKey: process.env[o.apiKeyEnv] },
           concurrency: intArg('--concurrency', o.concurrency),
           outFile: o.out,
           onProgress: () => progress.tick(),
@@ -191,7 +193,7 @@ function registerEval(program: Command, loadPredictor: LoadPredictor): void {
     .requiredOption('--model <dir>', 'model folder')
     .option('--adapter <dir>', 'LoRA adapter folder')
     .requiredOption('--data <file>', 'benchmark file (any supported format)')
-    .option('--format <f>', `auto or ${DATA_FORMATS.join(', ')}`, 'auto')
+    .option('--format <name>', `auto or ${DATA_FORMATS.join(', ')}`, 'auto')
     .option('--out <file>', 'results JSON (predictions go to <name>.predictions.jsonl beside it; a rerun resumes)', 'results.json')
     .option('--batch <n>', 'questions per generation batch', '8')
     .addOption(new Option('--batch-size <n>', 'old name of --batch').hideHelp())

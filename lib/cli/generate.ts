@@ -96,7 +96,7 @@ export function registerGenerateCommands(program: Command): void {
     .option('--k <n>', 'dispreferred answers per sample', integer('--k', 1), d.k)
     .option('--ratio <x>', 'share of the visual input dropped for the degraded view', number('--ratio', 0, 1), d.dropRatio)
     .option('--perturb <kind>', 'how the degraded view is made: token, pixel, patch, latent', choice('--perturb', ['token', 'pixel', 'patch', 'latent'] as const), 'token' as const)
-    .option('--seed <s>', 'seed of the dropped visual tokens (per sample: mixed with its id)', integer('--seed', 0, SEED_MAX), 0)
+    .option('--seed <n>', 'seed of the dropped visual tokens (per sample: mixed with its id)', integer('--seed', 0, SEED_MAX), 0)
     .option('--limit <n>', 'use the first n records', integer('--limit', 1), d.samples)
     .option('--batch <n>', 'samples per forward pass (each runs in both views)', integer('--batch', 1), 8)
     .option('--alpha <x>', 'plausibility cut: p(v) ≥ α·max p in the chosen view', number('--alpha', 0, 1), d.plausibilityAlpha)

@@ -30,7 +30,7 @@ export function registerModelCommands(program: Command): void {
     .requiredOption('--model <dir>', 'model folder')
     .requiredOption('--data <file>', 'records {id, image, question, answer} (JSONL or any supported benchmark format)')
     .option('--perturb <kind>', 'visual perturbation: none | token | pixel | patch | latent', 'none')
-    .option('--ratio <r>', 'share of visual units dropped', number('--ratio', 0, 1), 0.7)
+    .option('--ratio <x>', 'share of visual units dropped', number('--ratio', 0, 1), 0.7)
     .option('--seed <n>', 'perturbation seed', integer('--seed', 0, SEED_MAX), 0)
     .option('--batch <n>', 'records per forward pass', integer('--batch', 1), 8)
     .option('--json', 'JSON lines (the only output format; kept for scripts that pass it)')

@@ -1,4 +1,5 @@
 /** Parsers for commander options: a bad value is an E_ARG naming the flag and the value it got. */
+import { Option } from 'commander';
 import { HscrError } from '../errors';
 
 /**
@@ -39,4 +40,17 @@ export function choice<T extends string>(flag: string, allowed: readonly T[]): (
     if (!(allowed as readonly string[]).includes(raw)) throw new HscrError(`${flag} must be one of ${allowed.join(', ')}, got "${raw}"`, 'E_ARG', raw);
     return raw as T;
   };
+}
+
+/**
+ * A hidden, older spelling of an option that stores into the same value (so a required option given under
+ * its old name still counts). Commander has no option aliases; its options store under attributeName().
+ */
+export function legacyAlias(flags: string, target: string): Option {
+  const option = new (class extends Option {
+    override attributeName(): string {
+      return target;
+    }
+  })(flags);
+  return option.hideHelp();
 }

@@ -6,9 +6,10 @@ import { defaultWordSimilarity, rerankFile, type RerankCounts, type RerankMode }
 import { embeddingWordSimilarity, type WordSimilarity } from '../rerank/similarity';
 import { loadWordVectors } from '../model/embeddings';
 import { folderFingerprint } from '../util/output';
+import { legacyAlias } from './options';
 
 interface RerankCliOptions {
-  in: string;
+  prefs: string;
   out: string;
   j: number;
   minGap: number;
@@ -58,7 +59,7 @@ async function wordSimilarityFor(modelDir: string | undefined): Promise<WordSimi
 async function runRerank(opts: RerankCliOptions): Promise<void> {
   const wordSimilarity = await wordSimilarityFor(opts.model);
   const fingerprint = { model: opts.model ? folderFingerprint(opts.model) : null };
-  const counts = await rerankFile(opts.in, opts.out, { j: opts.j, minGap: opts.minGap, mode: opts.mode, wordSimilarity, quiet: opts.quiet, overwrite: opts.overwrite, fingerprint });
+  const counts = await rerankFile(opts.prefs, opts.out, { j: opts.j, minGap: opts.minGap, mode: opts.mode, wordSimilarity, quiet: opts.quiet, overwrite: opts.overwrite, fingerprint });
   if (counts.truncated) {
     const { line, bytes } = counts.truncated;
     process.stderr.write(`hscr rerank: cut off the partial line ${line} (${bytes} bytes) a killed run left at the end of ${opts.out}\n`);
@@ -70,7 +71,8 @@ export function registerRerankCommands(program: Command): void {
   program
     .command('rerank')
     .description('re-rank dispreferred answers by similarity to the chosen one (HSCR §3.2); resumable')
-    .requiredOption('--in <file>', 'prefs.jsonl from hscr generate')
+    .requiredOption('--prefs <file>', 'prefs.jsonl from hscr generate')
+    .addOption(legacyAlias('--in <file>', 'prefs'))
     .requiredOption('--out <file>', 'ranked.jsonl to write (appended to; ids already there are skipped)')
     .option('--j <n>', 'dispreferred answers kept per sample', positiveInteger('--j'), HSCR_DEFAULTS.j)
     .option('--min-gap <x>', 'minimum similarity gap between kept answers', nonNegativeNumber('--min-gap'), HSCR_DEFAULTS.minGap)
@@ -83,10 +85,11 @@ export function registerRerankCommands(program: Command): void {
   program
     .command('export-trl')
     .description("write ranked preferences as TRL's preference JSONL (prompt/chosen/rejected/images), one line per pair")
-    .requiredOption('--in <file>', 'ranked.jsonl from hscr rerank')
+    .requiredOption('--prefs <file>', 'ranked.jsonl from hscr rerank')
+    .addOption(legacyAlias('--in <file>', 'prefs'))
     .requiredOption('--out <file>', 'TRL JSONL to write (replaced)')
-    .action(async (o: { in: string; out: string }) => {
-      const r = await writeTrlFile({ input: o.in, out: o.out });
+    .action(async (o: { prefs: string; out: string }) => {
+      const r = await writeTrlFile({ input: o.prefs, out: o.out });
       process.stdout.write(`wrote ${r.pairs} TRL pairs from ${r.samples} samples to ${o.out}\n`);
     });
 }

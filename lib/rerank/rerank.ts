@@ -180,8 +180,8 @@ export async function rerankFile(first: string | RerankFileRequest, outArg?: str
   }
   const { input: inPath, out: outPath, ...opts } = request;
   const options = checkOptions(opts);
-  if (path.resolve(inPath) === path.resolve(outPath)) throw new HscrError('rerank: --in and --out are the same file', 'E_ARG', outPath);
-  checkInputFile(inPath, '--in');
+  if (path.resolve(inPath) === path.resolve(outPath)) throw new HscrError('rerank: --prefs and --out are the same file', 'E_ARG', outPath);
+  checkInputFile(inPath, '--prefs');
   checkOutputFile(outPath);
   const lock = lockOutput(outPath, 'hscr rerank');
   try {
