@@ -90,5 +90,12 @@ export const PHANTOM_RECIPE_DEFAULTS = {
    * answers collapse to "there is no lesion … appears normal"). The lowest rate is 1e-4; none is below SFT.
    */
   preferenceLr: 1e-4,
+  /**
+   * The oracle-DPO control's rejected answers: one-attribute swaps only never deny a lesion, and DPO on them
+   * moves the tiny model to "there is no lesion … appears normal" for every scan (validation, 4-epoch SFT,
+   * 200 prompts: 2,000 pairs at lr 1e-4 → hallucination 39.0%, absence claims 74% wrong). With every other
+   * lesion entry's rejected answer the lesion-free description of the same scan: 31.9% at 1e-4 (SFT 32.6%).
+   */
+  oracleAbsenceSwaps: true,
 } as const;
 

@@ -26,6 +26,7 @@
  *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
  *     "train": {"lr": 1e-4, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
  *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "figure4": true, "bootstrap": 2000},
+ *     "control": {"absenceSwaps": true},
  *     "tables": ["main", "levels", "strategy", "ratio"],
  *     "strategies": ["token", "pixel", "patch", "latent"], "ratios": [0.3, 0.5, 0.7, 0.9] }
  */
@@ -49,6 +50,7 @@ import { preferenceFileAccuracy, runMlpo } from './mlpo';
 import { runSft } from './sft';
 import { Rng, mixSeed } from '../data/prng';
 import { attributeSwaps } from '../eval/swap';
+import { answerText } from '../data/phantom/instruct';
 import { figure4Gaps, summarizeGaps, type GapItem } from '../eval/figure4';
 import { judgeRecords, judgeReport, type JudgeScores } from '../eval/judge';
 import { loadPredictions } from '../eval/predictions';
@@ -69,6 +71,8 @@ export interface AblationConfig {
   rerank: { j: number; minGap: number; gapScale: GapScale };
   train: { lr: number; epochs: number; batch: number; gamma: number; loraR: number; loraAlpha: number; loraDropout: number };
   eval: { batch: number; maxNewTokens: number; variant: MetricVariant; figure4: boolean; bootstrap: number };
+  /** The oracle-DPO positive control: add absence swaps to its rejected answers (see ensureOracle). */
+  control: { absenceSwaps: boolean };
   tables: TableName[];
   strategies: Strategy[];
   ratios: number[];
@@ -100,6 +104,7 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   train: { lr: PHANTOM_RECIPE_DEFAULTS.preferenceLr, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
   // Instruction answers run to 48 tokens (+ EOS); VQA answers stop at EOS after a few.
   eval: { batch: 32, maxNewTokens: 64, variant: 'strict', figure4: true, bootstrap: 2000 },
+  control: { absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps },
   tables: [...TABLE_NAMES],
   strategies: ['token', 'pixel', 'patch', 'latent'],
   ratios: [0.3, 0.5, 0.7, 0.9],
@@ -310,9 +315,12 @@ async function ensurePreferences(ctx: SeedContext, sftModel: string, perturb: St
  * The positive control's data: for the same instruction entries HSCR uses, the rejected answer is y_w with
  * one attribute swapped (lib/eval/swap.ts), made from the known scene. If DPO on these does not lower the
  * judge's hallucination rate clearly, the benchmark cannot detect the effect HSCR aims at.
+ * With `control.absenceSwaps`, every other entry whose scene has lesions gets instead the same scan described
+ * as lesion-free (a false-negative hallucination): one-word swaps never deny a lesion, and DPO on them alone
+ * drives the tiny model to answer "there is no lesion" everywhere (validation: PHANTOM_RECIPE_DEFAULTS).
  */
 async function ensureOracle(ctx: SeedContext): Promise<string> {
-  const dir = path.join(ctx.dir, 'prefs', 'oracle');
+  const dir = path.join(ctx.dir, 'prefs', ctx.c.control.absenceSwaps ? 'oracle-absence' : 'oracle');
   const file = path.join(dir, 'binary.jsonl');
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(dir, { recursive: true });
@@ -320,10 +328,16 @@ async function ensureOracle(ctx: SeedContext): Promise<string> {
   const lines: string[] = [];
   records.forEach((r, i) => {
     if (!r.scene) return;
-    const swap = attributeSwaps(r.answer, r.scene, new Rng(mixSeed(ctx.seed, i)), 1)[0];
-    if (!swap) return;
-    const replacement = { position: swap.word, from: swap.from, to: swap.to, score: 0 };
-    lines.push(JSON.stringify({ id: r.id, image: r.image, question: r.question, chosen: r.answer, answer_type: r.answer_type, rejected: [{ text: swap.text, replacements: [replacement], similarity: 0 }] }));
+    const rng = new Rng(mixSeed(ctx.seed, i));
+    let rejected: { text: string; replacements: unknown[] };
+    if (ctx.c.control.absenceSwaps && r.scene.findings.length > 0 && i % 2 === 0) {
+      rejected = { text: answerText({ ...r.scene, findings: [] }, rng, true), replacements: [] };
+    } else {
+      const swap = attributeSwaps(r.answer, r.scene, rng, 1)[0];
+      if (!swap) return;
+      rejected = { text: swap.text, replacements: [{ position: swap.word, from: swap.from, to: swap.to, score: 0 }] };
+    }
+    lines.push(JSON.stringify({ id: r.id, image: r.image, question: r.question, chosen: r.answer, answer_type: r.answer_type, rejected: [{ ...rejected, similarity: 0 }] }));
   });
   fs.writeFileSync(`${file}.tmp`, lines.join('\n') + '\n');
   fs.renameSync(`${file}.tmp`, file);
