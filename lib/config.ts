@@ -79,22 +79,26 @@ export const PHANTOM_RECIPE_DEFAULTS = {
    * image (modality 82% vs 21% with a blank image, organ 47% vs 14%) but lesion attributes at chance (size,
    * shape, count equal to the blank-image scores) and its instruction answers hallucinate 42% of their
    * attributes; 2 more epochs bring that to 33% (size errors 65% → 47%, shape 77% → 54%, absence 58% → 40%,
-   * plane 35% → 9%; 200 instruction-val prompts). A wider/deeper vision tower, 8-px patches, lr 5e-4, or
-   * twice the VQA data at 2 epochs did not do as well per CPU-second (validation probes).
+   * plane 35% → 9%; 200 instruction-val prompts; measured as 2 epochs + 2 more at lr 1e-3). Twice the VQA
+   * data at 2 epochs (1.5× the CPU) reached 40.6% only; in 1-epoch VQA-only probes neither 8-px patches
+   * (2× the CPU), a 128-wide 3-layer vision tower, nor lr 5e-4 learned lesion size or shape either.
+   * Closed yes/no questions stay at chance in every variant (p(yes) = p(no) ± 0.05 on training items too).
    */
   sft: { finetune: 'full' as 'full' | 'lora', lr: 2e-3, epochs: 4, batch: 8 },
   /**
    * Preference training (DPO, oracle DPO, MLPO) lr with LoRA r 16: the paper's 5e-7 is for 7B weights and
    * does not move the tiny model. Chosen on validation with the oracle-DPO control on the 4-epoch SFT model
    * (200 instruction-val prompts, SFT hallucination 32.6%): 1e-4 → 32.9%, 2e-4 → 35.0%, 3e-4 → 39.8% (the
-   * answers collapse to "there is no lesion … appears normal"). The lowest rate is 1e-4; none is below SFT.
+   * answers collapse to "there is no lesion … appears normal"); with the absence swaps below, 1e-4 → 31.9%
+   * and 3e-4 → 35.2% (counts go wrong instead). The lowest rate is 1e-4; no setting tried is clearly below SFT.
    */
   preferenceLr: 1e-4,
   /**
    * The oracle-DPO control's rejected answers: one-attribute swaps only never deny a lesion, and DPO on them
    * moves the tiny model to "there is no lesion … appears normal" for every scan (validation, 4-epoch SFT,
    * 200 prompts: 2,000 pairs at lr 1e-4 → hallucination 39.0%, absence claims 74% wrong). With every other
-   * lesion entry's rejected answer the lesion-free description of the same scan: 31.9% at 1e-4 (SFT 32.6%).
+   * lesion entry's rejected answer the lesion-free description of the same scan: 31.9% at 1e-4 (SFT 32.6%),
+   * no collapse (recall 55.7%, as SFT).
    */
   oracleAbsenceSwaps: true,
 } as const;
