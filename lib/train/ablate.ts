@@ -39,7 +39,7 @@ import { generatePhantom } from '../data/phantom';
 import { loadDataset } from '../data/loaders';
 import type { VqaRecord } from '../data/types';
 import { checkVariant, type MetricVariant } from '../eval/metrics';
-import { evaluate, type EvaluationResult } from '../eval/run';
+import { evaluate, writeBlankImage, type EvaluationResult } from '../eval/run';
 import { generateFile } from '../generate/pipeline';
 import { loadPredictor } from '../model/predictor';
 import { rerankFile, type GapScale } from '../rerank/rerank';
@@ -413,15 +413,29 @@ async function trainingAccuracies(ctx: SeedContext, sftModel: string, v: Variant
   return { explicitAccuracy: acc.explicit ?? undefined, implicitAccuracy: acc.implicit ?? undefined };
 }
 
-/** Figure 4: log p(correct) − log p(one-attribute swap) of every instruction test answer, saved per variant. */
+/**
+ * Figure 4: log p(correct) − log p(one-attribute swap) of every instruction test answer, saved per variant —
+ * with the real image (figure4.json) and with a blank one (figure4.blank.json). Many swaps contradict the rest
+ * of the answer ("three lesions … one in each lung"), so part of the gap is read off the text; the real − blank
+ * difference is the part the image accounts for, which is what "image reliance" means here.
+ */
 async function ensureGaps(ctx: SeedContext, sftModel: string, v: Variant, adapterDir: string | undefined): Promise<GapItem[] | undefined> {
   if (!ctx.c.eval.figure4 || ctx.data.instructRecords.length === 0) return undefined;
-  const file = path.join(ctx.dir, 'eval', v.key, 'figure4.json');
-  if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as GapItem[];
-  ctx.log(`seed ${ctx.seed}: figure 4 ${v.key}`);
-  const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords, { adapterDir, loadAdapter: applyAdapter });
-  fs.writeFileSync(file, `${JSON.stringify(gaps)}\n`);
-  return gaps;
+  const dir = path.join(ctx.dir, 'eval', v.key);
+  const file = path.join(dir, 'figure4.json');
+  const blankFile = path.join(dir, 'figure4.blank.json');
+  if (!fs.existsSync(file)) {
+    ctx.log(`seed ${ctx.seed}: figure 4 ${v.key}`);
+    const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords, { adapterDir, loadAdapter: applyAdapter });
+    fs.writeFileSync(file, `${JSON.stringify(gaps)}\n`);
+  }
+  if (!fs.existsSync(blankFile)) {
+    ctx.log(`seed ${ctx.seed}: figure 4 ${v.key}, blank image`);
+    const blank = await writeBlankImage(path.join(dir, 'figure4.blank.png'), ctx.c.phantom.size);
+    const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords.map((r) => ({ ...r, image: blank })), { adapterDir, loadAdapter: applyAdapter });
+    fs.writeFileSync(blankFile, `${JSON.stringify(gaps)}\n`);
+  }
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as GapItem[];
 }
 
 async function scoreVariant(ctx: SeedContext, sftModel: string, v: Variant): Promise<VariantScore> {
