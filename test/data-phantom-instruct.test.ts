@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { generatePhantom, phantomItems, phantomCorpus, scenePriors, tokenCount, BREAK_SHARE, TRAIN_PRIOR_SHARE } from '../lib/data/phantom';
 import { judgeAnswer } from '../lib/eval/judge';
+import { answerText } from '../lib/data/phantom/instruct';
+import { Rng } from '../lib/data/prng';
 
 t.test('instruction answers: 20–60 tokens, several attributes, single- and multi-turn, all in the corpus', async (t) => {
   const items = phantomItems('instruct-train', 2000, 11).map((i) => i.record);
@@ -48,4 +50,15 @@ t.test('splits are written only when asked for, deterministically', async (t) =>
   const c = await generatePhantom({ outDir: path.join(tmp, 'c'), train: 2, test: 2, seed: 3, size: 32 });
   t.notOk(existsSync(path.join(tmp, 'c', 'val.jsonl')));
   t.equal(c.files.length, 3 + 4);
+});
+
+t.test("the oracle control's absence swap: a scan with lesions described as lesion-free is judged a hallucination", async (t) => {
+  const items = phantomItems('instruct-train', 200, 5).map((i) => i.record).filter((r) => r.scene!.findings.length > 0).slice(0, 40);
+  for (const r of items) {
+    const denial = answerText({ ...r.scene!, findings: [] }, new Rng(1), true);
+    const v = judgeAnswer(denial, r.scene!);
+    // The judge reads a denial as a wrong absence at a named location, or as a wrong count of 0.
+    t.ok(v.claims.some((c) => (c.kind === 'absence' || (c.kind === 'count' && c.value === '0')) && !c.correct), `"${denial}" denies the lesions of ${r.id}`);
+    t.ok(v.claims.filter((c) => c.kind === 'modality').every((c) => c.correct), 'and keeps the scan kind right');
+  }
 });

@@ -21,23 +21,25 @@
  *     "phantom": {"train": 4000, "test": 3000, "seed": 7, "size": 64, "val": 600,
  *                 "instruct": {"train": 2000, "val": 200, "test": 500}},
  *     "preset": "tiny",
- *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 2, "batch": 8},
+ *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 4, "batch": 8},
  *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16, "limit": 2000},
  *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
- *     "train": {"lr": 3e-4, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
+ *     "train": {"lr": 1e-4, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
  *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "figure4": true, "bootstrap": 2000},
+ *     "control": {"absenceSwaps": true},
  *     "tables": ["main", "levels", "strategy", "ratio"],
  *     "strategies": ["token", "pixel", "patch", "latent"], "ratios": [0.3, 0.5, 0.7, 0.9] }
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { PHANTOM_RECIPE_DEFAULTS } from '../config';
 import { HscrError } from '../errors';
 import { initModel } from '../cli/model';
 import { generatePhantom } from '../data/phantom';
 import { loadDataset } from '../data/loaders';
 import type { VqaRecord } from '../data/types';
 import { checkVariant, type MetricVariant } from '../eval/metrics';
-import { evaluate, type EvaluationResult } from '../eval/run';
+import { evaluate, writeBlankImage, type EvaluationResult } from '../eval/run';
 import { generateFile } from '../generate/pipeline';
 import { loadPredictor } from '../model/predictor';
 import { rerankFile, type GapScale } from '../rerank/rerank';
@@ -48,6 +50,7 @@ import { preferenceFileAccuracy, runMlpo } from './mlpo';
 import { runSft } from './sft';
 import { Rng, mixSeed } from '../data/prng';
 import { attributeSwaps } from '../eval/swap';
+import { answerText } from '../data/phantom/instruct';
 import { figure4Gaps, summarizeGaps, type GapItem } from '../eval/figure4';
 import { judgeRecords, judgeReport, type JudgeScores } from '../eval/judge';
 import { loadPredictions } from '../eval/predictions';
@@ -68,6 +71,8 @@ export interface AblationConfig {
   rerank: { j: number; minGap: number; gapScale: GapScale };
   train: { lr: number; epochs: number; batch: number; gamma: number; loraR: number; loraAlpha: number; loraDropout: number };
   eval: { batch: number; maxNewTokens: number; variant: MetricVariant; figure4: boolean; bootstrap: number };
+  /** The oracle-DPO positive control: add absence swaps to its rejected answers (see ensureOracle). */
+  control: { absenceSwaps: boolean };
   tables: TableName[];
   strategies: Strategy[];
   ratios: number[];
@@ -84,10 +89,9 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   // standard error near 1.5 points instead of 5. 500 instruction test prompts for Table 2 and Figure 4.
   phantom: { train: 4000, test: 3000, seed: 7, size: 64, val: 600, instruct: { train: 2000, val: 200, test: 500 } },
   preset: 'tiny',
-  // A random tiny model needs full fine-tuning and a large lr to learn the phantom answers at all (loss 5.3 → ~0.2).
-  // 4000 VQA + 2000 instruction items × 2 epochs = 12k samples (the VQA-only recipe saw 16k): the loss
-  // reaches ~0.25 and the answers are fluent (measured: 332 CPU-seconds on 2 cores).
-  sft: { finetune: 'full', lr: 2e-3, epochs: 2, batch: 8 },
+  // A random tiny model needs full fine-tuning, a large lr and 4 epochs before it reads lesions from the image
+  // (PHANTOM_RECIPE_DEFAULTS in lib/config.ts says why and what was measured).
+  sft: { ...PHANTOM_RECIPE_DEFAULTS.sft },
   // The paper's budget: preference data from 2,000 entries of the instruction split (long answers with several
   // facts, where token replacement and similarity ranking mean something).
   generate: { k: 6, n: 10, beta: 0.9, ratio: 0.7, perturb: 'token', batch: 16, limit: 2000 },
@@ -95,14 +99,12 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   // 0.1 gap keeps one answer in 489 of 500 lists (measured) and MLPO degenerates to DPO; the gap is read on
   // similarities rescaled over each list instead (see GapScale).
   rerank: { j: 3, minGap: 0.1, gapScale: 'list' },
-  // The paper's 5e-7 is for a 7B model. Chosen on the VALIDATION splits (oracle DPO on the seed-1 SFT model,
-  // 500 instruction entries; judge on 200 instruction-val prompts, SFT: hallucination 42.1%, recall 47.9%):
-  // lr 3e-5 → 42.1% / 47.7%, 1e-4 → 42.5% / 47.7%, 3e-4 → 41.7% / 37.1%, 1e-3 → 45.8% / 34.4% with 29% of the
-  // answers broken (unparsable) — the short-answer setting 1e-3 wrecks long answers. 3e-4 has the lowest
-  // validation hallucination rate; none makes the control clearly better than SFT.
-  train: { lr: 3e-4, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
+  // The paper's 5e-7 is for a 7B model; the lr was chosen on the VALIDATION splits with the oracle-DPO control
+  // (PHANTOM_RECIPE_DEFAULTS.preferenceLr in lib/config.ts, with the measurements).
+  train: { lr: PHANTOM_RECIPE_DEFAULTS.preferenceLr, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
   // Instruction answers run to 48 tokens (+ EOS); VQA answers stop at EOS after a few.
   eval: { batch: 32, maxNewTokens: 64, variant: 'strict', figure4: true, bootstrap: 2000 },
+  control: { absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps },
   tables: [...TABLE_NAMES],
   strategies: ['token', 'pixel', 'patch', 'latent'],
   ratios: [0.3, 0.5, 0.7, 0.9],
@@ -313,9 +315,12 @@ async function ensurePreferences(ctx: SeedContext, sftModel: string, perturb: St
  * The positive control's data: for the same instruction entries HSCR uses, the rejected answer is y_w with
  * one attribute swapped (lib/eval/swap.ts), made from the known scene. If DPO on these does not lower the
  * judge's hallucination rate clearly, the benchmark cannot detect the effect HSCR aims at.
+ * With `control.absenceSwaps`, every other entry whose scene has lesions gets instead the same scan described
+ * as lesion-free (a false-negative hallucination): one-word swaps never deny a lesion, and DPO on them alone
+ * drives the tiny model to answer "there is no lesion" everywhere (validation: PHANTOM_RECIPE_DEFAULTS).
  */
 async function ensureOracle(ctx: SeedContext): Promise<string> {
-  const dir = path.join(ctx.dir, 'prefs', 'oracle');
+  const dir = path.join(ctx.dir, 'prefs', ctx.c.control.absenceSwaps ? 'oracle-absence' : 'oracle');
   const file = path.join(dir, 'binary.jsonl');
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(dir, { recursive: true });
@@ -323,10 +328,16 @@ async function ensureOracle(ctx: SeedContext): Promise<string> {
   const lines: string[] = [];
   records.forEach((r, i) => {
     if (!r.scene) return;
-    const swap = attributeSwaps(r.answer, r.scene, new Rng(mixSeed(ctx.seed, i)), 1)[0];
-    if (!swap) return;
-    const replacement = { position: swap.word, from: swap.from, to: swap.to, score: 0 };
-    lines.push(JSON.stringify({ id: r.id, image: r.image, question: r.question, chosen: r.answer, answer_type: r.answer_type, rejected: [{ text: swap.text, replacements: [replacement], similarity: 0 }] }));
+    const rng = new Rng(mixSeed(ctx.seed, i));
+    let rejected: { text: string; replacements: unknown[] };
+    if (ctx.c.control.absenceSwaps && r.scene.findings.length > 0 && i % 2 === 0) {
+      rejected = { text: answerText({ ...r.scene, findings: [] }, rng, true), replacements: [] };
+    } else {
+      const swap = attributeSwaps(r.answer, r.scene, rng, 1)[0];
+      if (!swap) return;
+      rejected = { text: swap.text, replacements: [{ position: swap.word, from: swap.from, to: swap.to, score: 0 }] };
+    }
+    lines.push(JSON.stringify({ id: r.id, image: r.image, question: r.question, chosen: r.answer, answer_type: r.answer_type, rejected: [{ ...rejected, similarity: 0 }] }));
   });
   fs.writeFileSync(`${file}.tmp`, lines.join('\n') + '\n');
   fs.renameSync(`${file}.tmp`, file);
@@ -402,15 +413,29 @@ async function trainingAccuracies(ctx: SeedContext, sftModel: string, v: Variant
   return { explicitAccuracy: acc.explicit ?? undefined, implicitAccuracy: acc.implicit ?? undefined };
 }
 
-/** Figure 4: log p(correct) − log p(one-attribute swap) of every instruction test answer, saved per variant. */
+/**
+ * Figure 4: log p(correct) − log p(one-attribute swap) of every instruction test answer, saved per variant —
+ * with the real image (figure4.json) and with a blank one (figure4.blank.json). Many swaps contradict the rest
+ * of the answer ("three lesions … one in each lung"), so part of the gap is read off the text; the real − blank
+ * difference is the part the image accounts for, which is what "image reliance" means here.
+ */
 async function ensureGaps(ctx: SeedContext, sftModel: string, v: Variant, adapterDir: string | undefined): Promise<GapItem[] | undefined> {
   if (!ctx.c.eval.figure4 || ctx.data.instructRecords.length === 0) return undefined;
-  const file = path.join(ctx.dir, 'eval', v.key, 'figure4.json');
-  if (fs.existsSync(file)) return JSON.parse(fs.readFileSync(file, 'utf8')) as GapItem[];
-  ctx.log(`seed ${ctx.seed}: figure 4 ${v.key}`);
-  const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords, { adapterDir, loadAdapter: applyAdapter });
-  fs.writeFileSync(file, `${JSON.stringify(gaps)}\n`);
-  return gaps;
+  const dir = path.join(ctx.dir, 'eval', v.key);
+  const file = path.join(dir, 'figure4.json');
+  const blankFile = path.join(dir, 'figure4.blank.json');
+  if (!fs.existsSync(file)) {
+    ctx.log(`seed ${ctx.seed}: figure 4 ${v.key}`);
+    const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords, { adapterDir, loadAdapter: applyAdapter });
+    fs.writeFileSync(file, `${JSON.stringify(gaps)}\n`);
+  }
+  if (!fs.existsSync(blankFile)) {
+    ctx.log(`seed ${ctx.seed}: figure 4 ${v.key}, blank image`);
+    const blank = await writeBlankImage(path.join(dir, 'figure4.blank.png'), ctx.c.phantom.size);
+    const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords.map((r) => ({ ...r, image: blank })), { adapterDir, loadAdapter: applyAdapter });
+    fs.writeFileSync(blankFile, `${JSON.stringify(gaps)}\n`);
+  }
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as GapItem[];
 }
 
 async function scoreVariant(ctx: SeedContext, sftModel: string, v: Variant): Promise<VariantScore> {

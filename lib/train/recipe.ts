@@ -23,7 +23,8 @@ interface RecipeVariant {
   label: string;
 }
 
-export const RECIPE_METRICS = ['closed', 'open', 'precision', 'recall', 'hallucination', 'gap'] as const;
+/** gapImage: the Figure-4 gap with the real image minus with a blank one (the part the image accounts for). */
+export const RECIPE_METRICS = ['closed', 'open', 'precision', 'recall', 'hallucination', 'gap', 'gapImage'] as const;
 export type RecipeMetric = (typeof RECIPE_METRICS)[number];
 
 export interface MetricCell {
@@ -80,12 +81,13 @@ function readPredictions(file: string): Map<string, string> | undefined {
 type PerItem = Record<RecipeMetric, { num: number; den: number }[]>;
 
 /** Per test item, the numerator and denominator of every metric, for one method and seed. */
-function perItem(predictions: Map<string, string>, gaps: GapItem[] | undefined, vqa: VqaRecord[], instruct: VqaRecord[], variant: MetricVariant): PerItem {
+function perItem(predictions: Map<string, string>, gaps: GapItem[] | undefined, vqa: VqaRecord[], instruct: VqaRecord[], variant: MetricVariant, blankGaps?: GapItem[]): PerItem {
   const closed = vqa.filter((r) => r.answer_type === 'closed').map((r) => ({ num: closedCorrect(predictions.get(r.id) ?? '', r.answer, variant) ? 1 : 0, den: 1 }));
   const open = vqa.filter((r) => r.answer_type === 'open').map((r) => ({ num: openScore(predictions.get(r.id) ?? '', r.answer, variant).recall, den: 1 }));
   const verdicts = instruct.map((r) => judgeAnswer(predictions.get(r.id) ?? '', r.scene!));
   const wrong = (v: (typeof verdicts)[number]) => v.claims.filter((c) => !c.correct).length;
   const byId = new Map((gaps ?? []).map((g) => [g.id, g.gap]));
+  const blankById = new Map((blankGaps ?? []).map((g) => [g.id, g.gap]));
   return {
     closed,
     open,
@@ -93,6 +95,7 @@ function perItem(predictions: Map<string, string>, gaps: GapItem[] | undefined, 
     recall: verdicts.map((v) => ({ num: v.covered, den: v.facts })),
     hallucination: verdicts.map((v) => ({ num: wrong(v), den: v.claims.length })),
     gap: gaps ? instruct.filter((r) => byId.has(r.id)).map((r) => ({ num: byId.get(r.id)!, den: 1 })) : [],
+    gapImage: gaps && blankGaps ? instruct.filter((r) => byId.has(r.id) && blankById.has(r.id)).map((r) => ({ num: byId.get(r.id)! - blankById.get(r.id)!, den: 1 })) : [],
   };
 }
 
@@ -118,7 +121,9 @@ export async function recipeSummary(root: string, c: RecipeConfig, variants: Rec
       if (!predictions) continue;
       const gapFile = path.join(dir, 'figure4.json');
       const gaps = fs.existsSync(gapFile) ? (JSON.parse(fs.readFileSync(gapFile, 'utf8')) as GapItem[]) : undefined;
-      list.push({ seed, items: perItem(predictions, gaps, vqa, judged, c.eval.variant), predictions, gaps });
+      const blankFile = path.join(dir, 'figure4.blank.json');
+      const blankGaps = fs.existsSync(blankFile) ? (JSON.parse(fs.readFileSync(blankFile, 'utf8')) as GapItem[]) : undefined;
+      list.push({ seed, items: perItem(predictions, gaps, vqa, judged, c.eval.variant, blankGaps), predictions, gaps });
     }
     data.set(v.key, list);
   }
@@ -195,15 +200,15 @@ export function formatRecipe(s: RecipeSummary): string {
   const gmods = [...new Set(s.rows.flatMap((r) => Object.keys(r.gapByModality)))];
   if (gmods.length > 0) {
     out.push('', '### Figure 4 — log p(correct answer) − log p(one-attribute swap), nats (higher = the image decides)', '');
-    out.push(`| Method | mean gap | Δ vs SFT | ${gmods.join(' | ')} |`, `| --- | ---: | ---: |${gmods.map(() => ' ---: |').join('')}`);
-    for (const r of s.rows) out.push(`| ${r.label} | ${cell(r.metrics.gap, 1)} | ${formatDifference(r.metrics.gap?.vsSft, 1)} | ${gmods.map((m) => pct(r.gapByModality[m], 1)).join(' | ')} |`);
+    out.push(`| Method | mean gap | Δ vs SFT | image part (real − blank image) | Δ image part vs SFT | ${gmods.join(' | ')} |`, `| --- | ---: | ---: | ---: | ---: |${gmods.map(() => ' ---: |').join('')}`);
+    for (const r of s.rows) out.push(`| ${r.label} | ${cell(r.metrics.gap, 1)} | ${formatDifference(r.metrics.gap?.vsSft, 1)} | ${cell(r.metrics.gapImage, 1)} | ${formatDifference(r.metrics.gapImage?.vsSft, 1)} | ${gmods.map((m) => pct(r.gapByModality[m], 1)).join(' | ')} |`);
   }
   const c = s.control;
   out.push(
     '',
     c.worked === null
       ? 'Positive control: oracle DPO was not run.'
-      : `Positive control (oracle DPO, rejected = one-attribute swap from the known scene): hallucination Δ ${formatDifference(c.hallucination)} → ${c.worked ? 'WORKED (interval below 0): the benchmark can detect a hallucination reduction' : 'DID NOT WORK: the benchmark cannot detect the effect at this size; read HSCR\u2019s numbers with that in mind'}.`,
+      : `Positive control (oracle DPO, rejected = a one-attribute or absence swap made from the known scene): hallucination Δ ${formatDifference(c.hallucination)} → ${c.worked ? 'WORKED (interval below 0): the benchmark can detect a hallucination reduction' : 'DID NOT WORK: the benchmark cannot detect the effect at this size; read HSCR\u2019s numbers with that in mind'}.`,
     `Differences whose 95% interval excludes 0: ${s.outsideIntervals.length ? s.outsideIntervals.join(', ') : 'none'}.`,
   );
   return out.join('\n');

@@ -152,7 +152,7 @@ function findingSentences(scene: PhantomScene, rng: Rng): string[] {
 }
 
 /** The whole answer: kind then findings, or findings then kind ("… on this axial ct …"). */
-function answerText(scene: PhantomScene, rng: Rng, withKind: boolean): string {
+export function answerText(scene: PhantomScene, rng: Rng, withKind: boolean): string {
   const findings = findingSentences(scene, rng);
   if (!withKind) {
     const kind = kindPhrase(scene, rng);
