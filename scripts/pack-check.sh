@@ -32,9 +32,9 @@ fi
 step "tarball $(basename "$tarball"): $(stat -c %s "$tarball") bytes ($(du -h "$tarball" | cut -f1)), $(tar -tzf "$tarball" | wc -l) files"
 step "prebuilds in the tarball:"
 tar -tzvf "$tarball" | grep -E ' package/prebuilds/.*\.node$' | awk '{print "  " $3 " " $6}' >&2
-tar -tzf "$tarball" | grep -qE '^package/prebuilds/torch-[0-9]+\.[0-9]+-(cpu|cuda)/prebuilds/linux-[^/]+/hscr\.napi\.glibc\.node$' ||
+tar -tzf "$tarball" | grep -qE '^package/prebuilds/torch-[0-9]+\.[0-9]+-(cpu|cuda)/prebuilds/linux-[^/]+/hscr\.glibc\.node$' ||
   { step "FAIL: no prebuilt addon variant in the tarball"; exit 1; }
-tar -tzf "$tarball" | grep -qE '^package/prebuilds/loader/prebuilds/linux-[^/]+/hscr_preload\.napi\.glibc\.node$' ||
+tar -tzf "$tarball" | grep -qE '^package/prebuilds/loader/prebuilds/linux-[^/]+/hscr_preload\.glibc\.node$' ||
   { step "FAIL: no prebuilt preloader in the tarball"; exit 1; }
 if tar -tzf "$tarball" | grep -qE '\.map$|^package/dist/bench/'; then step "FAIL: source maps or benches shipped"; exit 1; fi
 
