@@ -55,8 +55,10 @@ mkdir -p "$app"
 cd "$app"
 echo '{"name":"hscr-consumer","version":"1.0.0","private":true}' >package.json
 step "npm install the tarball with PATH=$bin (no compiler)"
-timed env PATH="$bin" npm install --no-audit --no-fund --loglevel=error --foreground-scripts "$tarball" >"$app/install.log" 2>&1 ||
+t0=$SECONDS
+env PATH="$bin" npm install --no-audit --no-fund --loglevel=error --foreground-scripts "$tarball" >"$app/install.log" 2>&1 ||
   { cat "$app/install.log" >&2; step "FAIL: npm install"; exit 1; }
+step "  ($((SECONDS - t0)) s)"
 grep -E '^hscr install:|^> ' "$app/install.log" >&2 || true
 grep -q '^hscr install: using prebuilt ' "$app/install.log" || { cat "$app/install.log" >&2; step "FAIL: the install step did not accept a prebuild"; exit 1; }
 if [ -e "$app/node_modules/hscr/build" ]; then step "FAIL: the install step built something (node_modules/hscr/build exists)"; exit 1; fi
