@@ -6,8 +6,8 @@
 // Prebuilds are written by prebuildify (scripts/prebuild.js), one folder per libtorch variant, each laid out
 // as node-gyp-build expects of a package folder, so node-gyp-build.path(<variant folder>) resolves the binary
 // for this platform, arch, libc and Node-API:
-//   prebuilds/torch-<major>.<minor>-<cpu|cuda>/prebuilds/<platform>-<arch>/hscr.napi.glibc.node
-//   prebuilds/loader/prebuilds/<platform>-<arch>/hscr_preload.napi.glibc.node   (torch-free: dlopens libtorch)
+//   prebuilds/torch-<major>.<minor>-<cpu|cuda>/prebuilds/<platform>-<arch>/hscr.glibc.node
+//   prebuilds/loader/prebuilds/<platform>-<arch>/hscr_preload.glibc.node   (torch-free: dlopens libtorch)
 // Why folders and not file-name tags: node-gyp-build ignores tags it does not know (a `torch-1.13` tag would
 // not stop it loading a binary built for another libtorch), and one binary per folder leaves it no choice to
 // get wrong. node-gyp-build cannot know which libtorch a machine has, so that part is ours:

@@ -59,7 +59,7 @@ function main() {
   if (process.argv.includes('--build-only')) return build();
   if (!onPath('cmake') || !(onPath('g++') || onPath('c++'))) {
     log(
-      'no prebuild loads here (see above) and there is no cmake/g++ on PATH to build from source: ' +
+      'no prebuild was used (see above for why) and there is no cmake/g++ on PATH to build from source: ' +
         'installed without a working addon. Fix: install a libtorch a prebuild matches, or cmake + g++ + libtorch ' +
         'and run `npm rebuild hscr`.',
     );

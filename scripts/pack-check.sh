@@ -29,14 +29,17 @@ else
   timed npm pack --pack-destination "$work" --loglevel=error >"$work/pack.out"
   tarball="$work/$(tail -1 "$work/pack.out")"
 fi
-step "tarball $(basename "$tarball"): $(stat -c %s "$tarball") bytes ($(du -h "$tarball" | cut -f1)), $(tar -tzf "$tarball" | wc -l) files"
-step "prebuilds in the tarball:"
-tar -tzvf "$tarball" | grep -E ' package/prebuilds/.*\.node$' | awk '{print "  " $3 " " $6}' >&2
-tar -tzf "$tarball" | grep -qE '^package/prebuilds/torch-[0-9]+\.[0-9]+-(cpu|cuda)/prebuilds/linux-[^/]+/hscr\.napi\.glibc\.node$' ||
+listing="$work/tarball.list"
+tar -tzvf "$tarball" >"$listing"
+step "tarball $(basename "$tarball"): $(stat -c %s "$tarball") bytes ($(du -h "$tarball" | cut -f1)), $(wc -l <"$listing") files"
+step "prebuilds in the tarball (bytes, path):"
+grep -E ' package/prebuilds/.*\.node$' "$listing" | awk '{print "  " $3 " " $6}' >&2
+# (grep on files, not `tar | grep -q`: with pipefail, grep -q's early exit fails tar with SIGPIPE.)
+grep -qE ' package/prebuilds/torch-[0-9]+\.[0-9]+-(cpu|cuda)/prebuilds/linux-[^/]+/hscr\.glibc\.node$' "$listing" ||
   { step "FAIL: no prebuilt addon variant in the tarball"; exit 1; }
-tar -tzf "$tarball" | grep -qE '^package/prebuilds/loader/prebuilds/linux-[^/]+/hscr_preload\.napi\.glibc\.node$' ||
+grep -qE ' package/prebuilds/loader/prebuilds/linux-[^/]+/hscr_preload\.glibc\.node$' "$listing" ||
   { step "FAIL: no prebuilt preloader in the tarball"; exit 1; }
-if tar -tzf "$tarball" | grep -qE '\.map$|^package/dist/bench/'; then step "FAIL: source maps or benches shipped"; exit 1; fi
+if grep -qE '\.map$| package/dist/bench/' "$listing"; then step "FAIL: source maps or benches shipped"; exit 1; fi
 
 # A PATH with node, npm and sh only.
 bin="$work/bin"
@@ -52,8 +55,10 @@ mkdir -p "$app"
 cd "$app"
 echo '{"name":"hscr-consumer","version":"1.0.0","private":true}' >package.json
 step "npm install the tarball with PATH=$bin (no compiler)"
-timed env PATH="$bin" npm install --no-audit --no-fund --loglevel=error --foreground-scripts "$tarball" >"$app/install.log" 2>&1 ||
+t0=$SECONDS
+env PATH="$bin" npm install --no-audit --no-fund --loglevel=error --foreground-scripts "$tarball" >"$app/install.log" 2>&1 ||
   { cat "$app/install.log" >&2; step "FAIL: npm install"; exit 1; }
+step "  ($((SECONDS - t0)) s)"
 grep -E '^hscr install:|^> ' "$app/install.log" >&2 || true
 grep -q '^hscr install: using prebuilt ' "$app/install.log" || { cat "$app/install.log" >&2; step "FAIL: the install step did not accept a prebuild"; exit 1; }
 if [ -e "$app/node_modules/hscr/build" ]; then step "FAIL: the install step built something (node_modules/hscr/build exists)"; exit 1; fi

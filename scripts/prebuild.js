@@ -2,8 +2,9 @@
 'use strict';
 // `npm run prebuildify` (and `prepack`, so a clean clone packs a prebuild): prebuildify, driven through
 // scripts/node-gyp-shim.js (cmake-js instead of node-gyp), writes
-//   prebuilds/torch-<major>.<minor>-<cpu|cuda>/prebuilds/<platform>-<arch>/hscr.napi.glibc.node
-//   prebuilds/loader/prebuilds/<platform>-<arch>/hscr_preload.napi.glibc.node
+//   prebuilds/torch-<major>.<minor>-<cpu|cuda>/prebuilds/<platform>-<arch>/hscr.glibc.node
+//   prebuilds/loader/prebuilds/<platform>-<arch>/hscr_preload.glibc.node
+// (prebuildify's names: with --napi no ABI tag, with --tag-libc the `glibc` tag node-gyp-build checks)
 // for the libtorch scripts/find-torch.js finds (LIBTORCH / Torch_DIR, python3's torch, Debian's libtorch-dev).
 // What prebuildify cannot know, and this script adds: the libtorch variant, read from the CMake build's
 // TORCH_LIBRARY, names the folder (--out). Variant folders already there (e.g. a CUDA build copied from a GPU

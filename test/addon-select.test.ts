@@ -12,7 +12,7 @@ const plat = `${process.platform}-${process.arch}`;
 
 /**
  * A package root laid out as scripts/prebuild.js (prebuildify) writes it: prebuilds/<variant>/prebuilds/<plat>/
- * hscr.napi.glibc.node per variant (variant -> source file), and the preloader in prebuilds/loader/.
+ * hscr.glibc.node per variant (variant -> source file), and the preloader in prebuilds/loader/.
  */
 function fakeRoot(variants: Record<string, string>, preloader?: string): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-select-'));
@@ -21,8 +21,8 @@ function fakeRoot(variants: Record<string, string>, preloader?: string): string 
     fs.mkdirSync(to, { recursive: true });
     fs.copyFileSync(from, path.join(to, name));
   };
-  for (const [variant, from] of Object.entries(variants)) put(variant, 'hscr.napi.glibc.node', from);
-  if (preloader) put(select.LOADER_DIR, 'hscr_preload.napi.glibc.node', preloader);
+  for (const [variant, from] of Object.entries(variants)) put(variant, 'hscr.glibc.node', from);
+  if (preloader) put(select.LOADER_DIR, 'hscr_preload.glibc.node', preloader);
   t.teardown(() => fs.rmSync(dir, { recursive: true, force: true }));
   return dir;
 }
@@ -41,7 +41,7 @@ t.test('node-gyp-build resolves each variant folder for this platform only', asy
   fs.writeFileSync(path.join(dir, 'prebuilds', 'torch-2.4-cuda', 'prebuilds', 'win32-x64', 'hscr.napi.node'), '');
   const variants = select.listVariants(dir).sort((a: { version: string }, b: { version: string }) => a.version.localeCompare(b.version));
   t.equal(variants.length, 2);
-  t.equal(variants[0].file, path.join(dir, 'prebuilds', 'torch-1.13-cpu', 'prebuilds', plat, 'hscr.napi.glibc.node'));
+  t.equal(variants[0].file, path.join(dir, 'prebuilds', 'torch-1.13-cpu', 'prebuilds', plat, 'hscr.glibc.node'));
   t.equal(variants[1].file, undefined, 'no linux build in the win32-only variant');
   t.equal(select.localBuild(dir), undefined, 'no build/Release: no local build');
   fs.mkdirSync(path.join(dir, 'build', 'Release'), { recursive: true });
@@ -63,10 +63,10 @@ t.test('the prebuild matching the libtorch found is chosen after a child-process
   const match = select.variantTag(lt);
   const dir = fakeRoot({ [match]: path.join(built, 'hscr.node'), 'torch-9.9-cpu': path.join(built, 'hscr.node') }, preloaderBuilt);
   const s = select.selectAddon(dir, { PATH: process.env.PATH });
-  t.equal(s.file, path.join(dir, 'prebuilds', match, 'prebuilds', plat, 'hscr.napi.glibc.node'));
+  t.equal(s.file, path.join(dir, 'prebuilds', match, 'prebuilds', plat, 'hscr.glibc.node'));
   t.equal(s.variant, match);
   t.equal(s.kind, 'prebuild');
-  t.equal(s.preloader, path.join(dir, 'prebuilds', 'loader', 'prebuilds', plat, 'hscr_preload.napi.glibc.node'));
+  t.equal(s.preloader, path.join(dir, 'prebuilds', 'loader', 'prebuilds', plat, 'hscr_preload.glibc.node'));
   t.match(s.reason, new RegExp(`libtorch ${lt.version.replace('.', '\\.')}.*node-gyp-build resolved`));
   t.same(s.preload, lt.preload);
 });
