@@ -26,9 +26,10 @@ static torch::Tensor rotateHalf(const torch::Tensor& x) {
   return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
 }
 
-torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask, KvCache* cache,
-                                            size_t layer) {
+torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& maskAll, KvCache* cache,
+                                            size_t layer, const torch::Tensor& keep) {
   auto B = x.size(0), T = x.size(1);
+  auto mask = maskAll;
   // fp32 on the CPU: one q/k/v product, RoPE + head layout + the 1/√d of the scores in one fused pass.
   bool fast = fused::applies(x) && headDim % 2 == 0 && canMerge({q_proj.get(), k_proj.get(), v_proj.get()});
   double scale = 1.0 / std::sqrt(static_cast<double>(headDim));
@@ -52,6 +53,13 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& x, const Rope& 
       cache->keys[layer] = k = torch::cat({cache->keys[layer], k}, 2);
       cache->values[layer] = v = torch::cat({cache->values[layer], v}, 2);
     }
+  }
+  if (keep.defined()) {
+    using torch::indexing::Slice;
+    auto rows = torch::arange(B, keep.options());
+    q = q.index({rows, Slice(), keep}).unsqueeze(2);          // [B, heads, 1, d]
+    mask = maskAll.index({rows, Slice(), keep}).unsqueeze(2);  // [B, 1, 1, Tk]
+    T = 1;
   }
   // Grouped-query attention: query head h reads kv head h / g (g = heads / kvHeads). The g query heads of a kv
   // head are stacked along the query axis, so each kv head is multiplied once, without copying K and V g
@@ -91,8 +99,10 @@ DecoderLayerImpl::DecoderLayerImpl(const TextConfig& c) {
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.hiddenSize, c.rmsNormEps));
 }
 
-torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask, KvCache* cache, size_t layer) {
-  auto h = x + self_attn(input_layernorm(x), rope, mask, cache, layer);
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask, KvCache* cache, size_t layer,
+                                        const torch::Tensor& keep) {
+  auto residual = keep.defined() ? x.index({torch::arange(x.size(0), keep.options()), keep}).unsqueeze(1) : x;
+  auto h = residual + self_attn(input_layernorm(x), rope, mask, cache, layer, keep);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -137,7 +147,7 @@ static torch::Tensor attentionMask(const torch::Tensor& qPos, const torch::Tenso
 }
 
 torch::Tensor DecoderImpl::forward(const torch::Tensor& embeds, const torch::Tensor& positions, const torch::Tensor& valid,
-                                   KvCache* cache) {
+                                   KvCache* cache, const torch::Tensor& keepLast) {
   torch::Tensor kPos = positions, kValid = valid;
   if (cache && !cache->empty()) {
     kPos = torch::cat({cache->positions, positions}, 1);
@@ -158,7 +168,7 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& embeds, const torch::Ten
   rope.sin = torch::cat({rope.sinHalf, rope.sinHalf}, -1).unsqueeze(1);
 
   auto h = embeds;
-  for (size_t i = 0; i < layers.size(); ++i) h = layers[i]->forward(h, rope, mask, cache, i);
+  for (size_t i = 0; i < layers.size(); ++i) h = layers[i]->forward(h, rope, mask, cache, i, i + 1 == layers.size() ? keepLast : torch::Tensor());
   return norm(h);
 }
 
