@@ -1,10 +1,13 @@
 #include "decoder.h"
 
+#include "fused.h"
+
 namespace hscr {
 
 RmsNormImpl::RmsNormImpl(int64_t d, double eps_) : eps(eps_) { weight = register_parameter("weight", torch::ones({d})); }
 
 torch::Tensor RmsNormImpl::forward(const torch::Tensor& x) {
+  if (fused::applies(x) && fused::applies(weight)) return fused::rmsNorm(x, weight, eps);
   // In fp32 whatever the weights' dtype, as transformers does.
   auto xf = x.to(torch::kFloat);
   xf = xf * torch::rsqrt(xf.pow(2).mean(-1, true) + eps);
@@ -23,14 +26,25 @@ static torch::Tensor rotateHalf(const torch::Tensor& x) {
   return torch::cat({-x.slice(-1, half), x.slice(-1, 0, half)}, -1);
 }
 
-torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                            const torch::Tensor& mask, KvCache* cache, size_t layer) {
+torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& maskAll, KvCache* cache,
+                                            size_t layer, const torch::Tensor& keep) {
   auto B = x.size(0), T = x.size(1);
-  auto q = q_proj(x).view({B, T, heads, headDim}).transpose(1, 2);
-  auto k = k_proj(x).view({B, T, kvHeads, headDim}).transpose(1, 2);
-  auto v = v_proj(x).view({B, T, kvHeads, headDim}).transpose(1, 2);
-  q = (q * cos + rotateHalf(q) * sin).to(x.dtype());
-  k = (k * cos + rotateHalf(k) * sin).to(x.dtype());
+  auto mask = maskAll;
+  // fp32 on the CPU: one q/k/v product, RoPE + head layout + the 1/√d of the scores in one fused pass.
+  bool fast = fused::applies(x) && headDim % 2 == 0 && canMerge({q_proj.get(), k_proj.get(), v_proj.get()});
+  double scale = 1.0 / std::sqrt(static_cast<double>(headDim));
+  torch::Tensor q, k, v;
+  if (fast) {
+    auto qkv = mergedForward(x, {q_proj.get(), k_proj.get(), v_proj.get()}, qkvWeight);
+    auto parts = fused::splitRotate(qkv, rope.cosHalf, rope.sinHalf, heads, kvHeads, headDim, scale);
+    q = parts[0], k = parts[1], v = parts[2];
+  } else {
+    q = q_proj(x).view({B, T, heads, headDim}).transpose(1, 2);
+    k = k_proj(x).view({B, T, kvHeads, headDim}).transpose(1, 2);
+    v = v_proj(x).view({B, T, kvHeads, headDim}).transpose(1, 2);
+    q = (q * rope.cos + rotateHalf(q) * rope.sin).to(x.dtype());
+    k = (k * rope.cos + rotateHalf(k) * rope.sin).to(x.dtype());
+  }
   if (cache) {
     if (cache->keys.size() <= layer) {
       cache->keys.push_back(k);
@@ -40,13 +54,28 @@ torch::Tensor DecoderAttentionImpl::forward(const torch::Tensor& x, const torch:
       cache->values[layer] = v = torch::cat({cache->values[layer], v}, 2);
     }
   }
+  if (keep.defined()) {
+    using torch::indexing::Slice;
+    auto rows = torch::arange(B, keep.options());
+    q = q.index({rows, Slice(), keep}).unsqueeze(2);          // [B, heads, 1, d]
+    mask = maskAll.index({rows, Slice(), keep}).unsqueeze(2);  // [B, 1, 1, Tk]
+    T = 1;
+  }
   // Grouped-query attention: query head h reads kv head h / g (g = heads / kvHeads). The g query heads of a kv
   // head are stacked along the query axis, so each kv head is multiplied once, without copying K and V g
   // times (and without summing g gradient copies back in the backward pass).
   auto g = heads / kvHeads, Tk = k.size(2);
   auto qg = q.reshape({B, kvHeads, g * T, headDim});
-  auto scores = torch::matmul(qg, k.transpose(-1, -2)).to(torch::kFloat) * (1.0 / std::sqrt(static_cast<double>(headDim)));
-  auto probs = torch::softmax(scores.view({B, kvHeads, g, T, Tk}) + mask.unsqueeze(2), -1).to(v.dtype());
+  torch::Tensor probs;
+  if (fast) {
+    // q is already scaled; the mask is added in place (the product's backward does not need its output).
+    auto scores = torch::matmul(qg, k.transpose(-1, -2));
+    scores.view({B, kvHeads, g, T, Tk}).add_(mask.unsqueeze(2));
+    probs = torch::softmax(scores, -1);
+  } else {
+    auto scores = torch::matmul(qg, k.transpose(-1, -2)).to(torch::kFloat) * scale;
+    probs = torch::softmax(scores.view({B, kvHeads, g, T, Tk}) + mask.unsqueeze(2), -1).to(v.dtype());
+  }
   auto out = torch::matmul(probs.view({B, kvHeads, g * T, Tk}), v).view({B, heads, T, headDim}).transpose(1, 2).reshape({B, T, heads * headDim});
   return o_proj(out);
 }
@@ -57,7 +86,11 @@ SwiGluImpl::SwiGluImpl(const TextConfig& c) {
   down_proj = register_module("down_proj", Linear(c.intermediateSize, c.hiddenSize, false));
 }
 
-torch::Tensor SwiGluImpl::forward(const torch::Tensor& x) { return down_proj(torch::silu(gate_proj(x)) * up_proj(x)); }
+torch::Tensor SwiGluImpl::forward(const torch::Tensor& x) {
+  if (fused::applies(x) && canMerge({gate_proj.get(), up_proj.get()}))
+    return down_proj(fused::swiglu(mergedForward(x, {gate_proj.get(), up_proj.get()}, gateUpWeight)));
+  return down_proj(torch::silu(gate_proj(x)) * up_proj(x));
+}
 
 DecoderLayerImpl::DecoderLayerImpl(const TextConfig& c) {
   self_attn = register_module("self_attn", DecoderAttention(c));
@@ -66,9 +99,10 @@ DecoderLayerImpl::DecoderLayerImpl(const TextConfig& c) {
   post_attention_layernorm = register_module("post_attention_layernorm", RmsNorm(c.hiddenSize, c.rmsNormEps));
 }
 
-torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const torch::Tensor& cos, const torch::Tensor& sin,
-                                        const torch::Tensor& mask, KvCache* cache, size_t layer) {
-  auto h = x + self_attn(input_layernorm(x), cos, sin, mask, cache, layer);
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const Rope& rope, const torch::Tensor& mask, KvCache* cache, size_t layer,
+                                        const torch::Tensor& keep) {
+  auto residual = keep.defined() ? x.index({torch::arange(x.size(0), keep.options()), keep}).unsqueeze(1) : x;
+  auto h = residual + self_attn(input_layernorm(x), rope, mask, cache, layer, keep);
   return h + mlp(post_attention_layernorm(h));
 }
 
@@ -82,6 +116,15 @@ DecoderImpl::DecoderImpl(const TextConfig& c) : config(c) {
   }
   norm = model->register_module("norm", RmsNorm(c.hiddenSize, c.rmsNormEps));
   if (!c.tieWordEmbeddings) lm_head = register_module("lm_head", Linear(c.hiddenSize, c.vocabSize, false));
+}
+
+void DecoderImpl::fuseProjections() {
+  for (auto& l : layers) {
+    auto& a = *l->self_attn;
+    a.qkvWeight = fuseRows({a.q_proj.get(), a.k_proj.get(), a.v_proj.get()});
+    auto& m = *l->mlp;
+    m.gateUpWeight = fuseRows({m.gate_proj.get(), m.up_proj.get()});
+  }
 }
 
 torch::Tensor DecoderImpl::embed(const torch::Tensor& ids) { return embed_tokens(ids); }
@@ -104,7 +147,7 @@ static torch::Tensor attentionMask(const torch::Tensor& qPos, const torch::Tenso
 }
 
 torch::Tensor DecoderImpl::forward(const torch::Tensor& embeds, const torch::Tensor& positions, const torch::Tensor& valid,
-                                   KvCache* cache) {
+                                   KvCache* cache, const torch::Tensor& keepLast) {
   torch::Tensor kPos = positions, kValid = valid;
   if (cache && !cache->empty()) {
     kPos = torch::cat({cache->positions, positions}, 1);
@@ -118,11 +161,14 @@ torch::Tensor DecoderImpl::forward(const torch::Tensor& embeds, const torch::Ten
                               torch::arange(0, config.headDim, 2, torch::TensorOptions().dtype(torch::kFloat).device(embeds.device())) /
                                   static_cast<double>(config.headDim));
   auto freqs = positions.to(torch::kFloat).unsqueeze(-1) * inv;  // [B, T, d/2]
-  auto emb = torch::cat({freqs, freqs}, -1).unsqueeze(1);         // [B, 1, T, d]
-  auto cos = emb.cos(), sin = emb.sin();
+  Rope rope;
+  rope.cosHalf = freqs.cos();
+  rope.sinHalf = freqs.sin();
+  rope.cos = torch::cat({rope.cosHalf, rope.cosHalf}, -1).unsqueeze(1);  // [B, 1, T, d]
+  rope.sin = torch::cat({rope.sinHalf, rope.sinHalf}, -1).unsqueeze(1);
 
   auto h = embeds;
-  for (size_t i = 0; i < layers.size(); ++i) h = layers[i]->forward(h, cos, sin, mask, cache, i);
+  for (size_t i = 0; i < layers.size(); ++i) h = layers[i]->forward(h, rope, mask, cache, i, i + 1 == layers.size() ? keepLast : torch::Tensor());
   return norm(h);
 }
 

@@ -147,6 +147,7 @@ Napi::Value Model::create(const Napi::CallbackInfo& info) {
       s->vlm = Vlm(config);
       initWeights(*s->vlm, seed);
       s->vlm->to(device, dtype);
+      s->vlm->language_model->fuseProjections();  // merged q/k/v and gate/up products (decoder.h)
       s->vlm->eval();
       s->device = device;
       s->dtype = dtype;

@@ -150,10 +150,26 @@ torch::Tensor VlmImpl::answerHidden(const Batch& batch, const Perturbation& p) {
   return hidden.reshape({-1, hidden.size(-1)}).index_select(0, index);
 }
 
-// log p(target) of each row of logits [N, V] without materialising log_softmax's [N, V] output twice:
-// the target's logit minus the row's logsumexp (same value, one [N, V] pass fewer forward and backward).
+// log p(target) of each row of logits [N, V]: the target's logit minus the row's logsumexp, as one autograd
+// function whose backward writes the [N, V] gradient g·(onehot − softmax) in one tensor (eager composition
+// makes three: logsumexp's, gather's zero-filled scatter, and their sum).
+struct TargetLogprobsFn : torch::autograd::Function<TargetLogprobsFn> {
+  static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& logits, const torch::Tensor& targets) {
+    auto lse = logits.logsumexp(-1);
+    ctx->save_for_backward({logits, targets, lse});
+    return logits.gather(1, targets.unsqueeze(1)).squeeze(1) - lse;
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx, torch::autograd::variable_list grads) {
+    auto saved = ctx->get_saved_variables();
+    auto g = grads[0].unsqueeze(1);
+    auto d = (saved[0] - saved[2].unsqueeze(1)).exp_().mul_(-g);
+    d.scatter_add_(1, saved[1].unsqueeze(1), g);
+    return {d, torch::Tensor()};
+  }
+};
+
 static torch::Tensor targetLogprobs(const torch::Tensor& logits, const torch::Tensor& targets) {
-  return logits.gather(1, targets.unsqueeze(1)).squeeze(1) - logits.logsumexp(-1);
+  return TargetLogprobsFn::apply(logits, targets);
 }
 
 torch::Tensor VlmImpl::answerLogprobs(const Batch& batch, const Perturbation& p) {
@@ -189,11 +205,16 @@ torch::Tensor VlmImpl::answerLogprobsSharedPrefix(const Batch& batch) {
   for (auto r : leader) prefixBatch.rows.push_back(Row{rows[r].image, rows[r].prompt, {}, false, 0});
   auto visual = visualTokens(prefixBatch, Perturbation{});
   auto pre = assemble(prefixBatch, visual, false);
-  KvCache cache;
-  auto prefixHidden = language_model->forward(pre.embeds, pre.positions, pre.valid, &cache);  // [S, P, H]
-  auto P = prefixHidden.size(1), H = prefixHidden.size(2);
   std::vector<int64_t> prefixLen(S);
   for (size_t g = 0; g < S; ++g) prefixLen[g] = pre.answerStart[g];  // no answer: start = length
+  // Of the prefix, only its last token's hidden state is read (it predicts the first answer token): the last
+  // layer computes that position alone; its keys/values still cover the whole prefix.
+  std::vector<int64_t> lastOf(S);
+  for (size_t g = 0; g < S; ++g) lastOf[g] = prefixLen[g] - 1;
+  auto keep = torch::tensor(lastOf, torch::TensorOptions().dtype(torch::kLong)).to(device);
+  KvCache cache;
+  auto prefixHidden = language_model->forward(pre.embeds, pre.positions, pre.valid, &cache, keep);  // [S, 1, H]
+  auto P = prefixHidden.size(1), H = prefixHidden.size(2);
 
   // 2. Answers: every row's answer tokens but the last (nothing is predicted from it), right-padded,
   //    attending to its group's prefix keys/values (copied per row; index_select keeps the gradient path).
@@ -233,7 +254,7 @@ torch::Tensor VlmImpl::answerLogprobsSharedPrefix(const Batch& batch) {
   for (size_t r = 0; r < R; ++r) {
     const auto& a = rows[r].answer;
     for (size_t k = 0; k < a.size(); ++k) {
-      idx.push_back(k == 0 ? groupOf[r] * P + prefixLen[groupOf[r]] - 1 : static_cast<int64_t>(S) * P + static_cast<int64_t>(r) * L + static_cast<int64_t>(k) - 1);
+      idx.push_back(k == 0 ? groupOf[r] * P : static_cast<int64_t>(S) * P + static_cast<int64_t>(r) * L + static_cast<int64_t>(k) - 1);
       targets.push_back(a[k]);
     }
   }
