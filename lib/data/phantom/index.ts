@@ -88,51 +88,32 @@ function checkOptions(o: PhantomOptions): void {
 export function phantomItems(split: PhantomSplit, n: number, seed: number, size = PHANTOM_DEFAULT_SIZE, priorBias?: number): PhantomItem[] {
   if (split.startsWith('instruct-')) return instructionItems(split.slice('instruct-'.length) as InstructionSplit, n, seed, size);
   const bias = split === 'train' ? priorBias : undefined;
-  const items: PhantomItem[] = [];
-  for (let i = 0; i < n; i++) {
-    const itemSeed = mixSeed(seed, SPLIT_CODE[split], i);
-    const rng = new Rng(itemSeed);
+  return splitItems(split, n, seed, (rng) => {
     const drawn = drawItem(rng, bias, (c) => sampleScene(rng, size, c));
-    const id = `${split}-${String(i).padStart(5, '0')}`;
-    items.push({
-      renderSeed: mixSeed(itemSeed, 7),
-      record: {
-        id,
-        image: `images/${id}.png`,
-        question: drawn.question,
-        answer: drawn.answer,
-        answer_type: drawn.answer_type,
-        dataset: 'phantom',
-        modality: drawn.scene.modality,
-        family: drawn.family,
-        scene: drawn.scene,
-      },
-    });
-  }
-  return items;
+    return { question: drawn.question, answer: drawn.answer, answer_type: drawn.answer_type, dataset: 'phantom', family: drawn.family, scene: drawn.scene };
+  });
 }
 
 /** Instruction items: free-text answers about the scene (family 'instruction', dataset 'phantom-instruct'). */
 function instructionItems(split: InstructionSplit, n: number, seed: number, size: number): PhantomItem[] {
+  return splitItems(`instruct-${split}`, n, seed, (rng) => {
+    const drawn = drawInstruction(rng, split, size);
+    return { question: drawn.question, answer: drawn.answer, answer_type: 'open', dataset: INSTRUCTION_DATASET, family: INSTRUCTION_FAMILY, scene: drawn.scene };
+  });
+}
+
+type DrawnRecord = Omit<PhantomItem['record'], 'id' | 'image' | 'modality' | 'scene'> & { scene: NonNullable<PhantomItem['record']['scene']> };
+
+/** The n items of one split: per-item seed, id, relative image path and render seed are the same for every kind. */
+function splitItems(split: PhantomSplit, n: number, seed: number, draw: (rng: Rng) => DrawnRecord): PhantomItem[] {
   const items: PhantomItem[] = [];
   for (let i = 0; i < n; i++) {
-    const itemSeed = mixSeed(seed, SPLIT_CODE[`instruct-${split}`], i);
-    const rng = new Rng(itemSeed);
-    const drawn = drawInstruction(rng, split, size);
-    const id = `instruct-${split}-${String(i).padStart(5, '0')}`;
+    const itemSeed = mixSeed(seed, SPLIT_CODE[split], i);
+    const drawn = draw(new Rng(itemSeed));
+    const id = `${split}-${String(i).padStart(5, '0')}`;
     items.push({
       renderSeed: mixSeed(itemSeed, 7),
-      record: {
-        id,
-        image: `images/${id}.png`,
-        question: drawn.question,
-        answer: drawn.answer,
-        answer_type: 'open',
-        dataset: INSTRUCTION_DATASET,
-        modality: drawn.scene.modality,
-        family: INSTRUCTION_FAMILY,
-        scene: drawn.scene,
-      },
+      record: { id, image: `images/${id}.png`, question: drawn.question, answer: drawn.answer, answer_type: drawn.answer_type, dataset: drawn.dataset, modality: drawn.scene.modality, family: drawn.family, scene: drawn.scene },
     });
   }
   return items;
