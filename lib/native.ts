@@ -66,6 +66,18 @@ export interface GemmResult {
   threads: number;
 }
 
+/** The caching CPU allocator's counters (native/cpu_allocator.cpp), bytes. */
+export interface CpuCacheStats {
+  /** false: torch's own allocator is in use (HSCR_CPU_ALLOCATOR=system). */
+  installed: boolean;
+  limitBytes: number;
+  cachedBytes: number;
+  liveBytes: number;
+  peakLiveBytes: number;
+  hits: number;
+  misses: number;
+}
+
 /** The raw addon surface. Later stages extend it (model, kernels, training). */
 export interface NativeAddon {
   Tensor: TensorClass;
@@ -75,6 +87,10 @@ export interface NativeAddon {
   gemmBenchmark(n: number, seconds?: number, device?: string, dtype?: DType): Promise<GemmResult>;
   matmulAsync(a: Tensor, b: Tensor): Promise<Tensor>;
   randn(shape: number[], options?: { seed?: number; dtype?: DType }): Tensor;
+  cpuCacheStats(): CpuCacheStats;
+  /** Gives every cached free CPU buffer back to the OS. */
+  releaseCpuCache(): void;
+  setCpuCacheLimit(bytes: number): void;
   [name: string]: unknown;
 }
 

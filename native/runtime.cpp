@@ -8,6 +8,7 @@
 #include <malloc.h>
 #endif
 
+#include "cpu_allocator.h"
 #include "parts.h"
 #include "tensor.h"
 
@@ -142,8 +143,44 @@ static void limitMallocArenas() {
 #endif
 }
 
+// The caching CPU allocator's counters (see cpu_allocator.cpp), in bytes.
+static Napi::Value jsCpuCacheStats(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    auto s = hscr::cpuCacheStats();
+    auto o = Napi::Object::New(info.Env());
+    o.Set("installed", s.installed);
+    o.Set("limitBytes", static_cast<double>(s.limitBytes));
+    o.Set("cachedBytes", static_cast<double>(s.cachedBytes));
+    o.Set("liveBytes", static_cast<double>(s.liveBytes));
+    o.Set("peakLiveBytes", static_cast<double>(s.peakLiveBytes));
+    o.Set("hits", static_cast<double>(s.hits));
+    o.Set("misses", static_cast<double>(s.misses));
+    return o;
+  });
+}
+
+static Napi::Value jsReleaseCpuCache(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    hscr::releaseCpuCache();
+    return info.Env().Undefined();
+  });
+}
+
+static Napi::Value jsSetCpuCacheLimit(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    double bytes = toNumber(arg(info, 0), "bytes");
+    if (!(bytes >= 0 && bytes <= 9.0e15)) fail("E_ARG", "cache limit must be a byte count >= 0", std::to_string(bytes));
+    hscr::setCpuCacheLimit(static_cast<size_t>(bytes));
+    return info.Env().Undefined();
+  });
+}
+
 void registerRuntime(Napi::Env env, Napi::Object exports) {
   limitMallocArenas();
+  installCpuAllocator();
+  exports.Set("cpuCacheStats", Napi::Function::New(env, jsCpuCacheStats, "cpuCacheStats"));
+  exports.Set("releaseCpuCache", Napi::Function::New(env, jsReleaseCpuCache, "releaseCpuCache"));
+  exports.Set("setCpuCacheLimit", Napi::Function::New(env, jsSetCpuCacheLimit, "setCpuCacheLimit"));
   exports.Set("setErrorClass", Napi::Function::New(env, setErrorClass, "setErrorClass"));
   exports.Set("setNumThreads", Napi::Function::New(env, setNumThreads, "setNumThreads"));
   exports.Set("runtimeInfo", Napi::Function::New(env, runtimeInfo, "runtimeInfo"));

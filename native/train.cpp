@@ -5,6 +5,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/version.h>
 
+#include "op_profile.h"
 #include "mlpo.h"
 #include "model.h"
 #include "parts.h"
@@ -183,6 +184,7 @@ static Napi::Value forwardBackward(const Napi::CallbackInfo& info) {
     }
     return runAsync(info.Env(), [s, batch, p, loss, scale, groups, refs, mo, autocast, sharedPrefix]() -> Reply {
       std::lock_guard<std::mutex> lock(Model::mutexOf(s));
+      auto profile = opProfileIfRequested();
       torch::AutoGradMode grad(true);
       CudaAutocast amp(autocast);
       auto& vlm = Model::vlmOf(s);
