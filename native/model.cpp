@@ -4,6 +4,7 @@
 #include <map>
 #include <mutex>
 
+#include "cpu_allocator.h"
 #include "model.h"
 #include "parts.h"
 #include "safetensors.h"
@@ -454,6 +455,7 @@ Napi::Value Model::generate(const Napi::CallbackInfo& info) {
 
 Napi::Value Model::dispose(const Napi::CallbackInfo& info) {
   state_.reset();  // running work holds its own reference and finishes first
+  releaseCpuCache();  // the cached buffers were sized for this model's steps
   return info.Env().Undefined();
 }
 

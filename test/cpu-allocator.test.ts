@@ -28,7 +28,6 @@ t.test('repeated steps reuse cached buffers and give the same loss', async (t) =
   const addon = native();
   t.equal(addon.cpuCacheStats().installed, true, 'installed by default');
   const m = await fullFineTuning();
-  t.teardown(() => m.dispose());
   const batch = tinyBatch();
   const first = (await train.forwardBackward(m.handle, batch, sft)).lossSum;
   await train.forwardBackward(m.handle, batch, sft);
@@ -40,6 +39,9 @@ t.test('repeated steps reuse cached buffers and give the same loss', async (t) =
   t.ok(after.hits > warm.hits, 'it is served from the cache');
   t.equal(again, first, 'no gradient step in between: the same loss, bit for bit');
   t.ok(after.peakLiveBytes >= after.liveBytes && after.cachedBytes <= after.limitBytes, 'counters are consistent');
+  t.ok(after.cachedBytes > 0, 'buffers stay cached between steps');
+  m.dispose();
+  t.equal(addon.cpuCacheStats().cachedBytes, 0, 'disposing the model gives the cached buffers back');
 });
 
 t.test('the limit and release', async (t) => {
