@@ -1,3 +1,4 @@
+#include "cpu_allocator.h"
 #include "common.h"
 
 #include <fstream>
@@ -264,6 +265,8 @@ int64_t availableMemoryBytes() {
     avail = avail < 0 ? room : std::min(avail, room);
     break;
   }
+  // Buffers the caching allocator holds free are this process's to reuse (and it gives them back on failure).
+  if (avail >= 0) avail += static_cast<int64_t>(cpuCacheStats().cachedBytes);
   return avail;
 }
 

@@ -34,9 +34,15 @@ static void printSelfTimes(const prof::thread_event_lists& lists, size_t top) {
     }
   }
   std::vector<std::pair<double, std::string>> rows;
-  for (const auto& kv : byOp) rows.push_back({kv.second.first, kv.first + "  ×" + std::to_string(kv.second.second)});
+  double total = 0, products = 0;
+  for (const auto& kv : byOp) {
+    rows.push_back({kv.second.first, kv.first + "  ×" + std::to_string(kv.second.second)});
+    total += kv.second.first;
+    if (kv.first.rfind("aten::mm ", 0) == 0 || kv.first.rfind("aten::bmm ", 0) == 0) products += kv.second.first;
+  }
   std::sort(rows.rbegin(), rows.rend());
-  std::fprintf(stderr, "hscr op profile (self ms, operator and input shapes, calls):\n");
+  std::fprintf(stderr, "hscr op profile: %.1f ms in operators, %.0f%% of it in mm/bmm (self ms, operator and input shapes, calls):\n",
+               total / 1000, total > 0 ? 100 * products / total : 0.0);
   for (size_t i = 0; i < rows.size() && i < top; ++i) std::fprintf(stderr, "%10.2f  %s\n", rows[i].first / 1000, rows[i].second.c_str());
 }
 
