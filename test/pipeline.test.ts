@@ -123,6 +123,8 @@ t.test('a run killed inside a stage continues there and ends with the results of
   t.ok(train(B) && train(B) === train(A), 'the adapter weights are bit-identical to the unbroken run');
   for (const model of ['sft', 'hscr']) {
     const file = (dir: string) => path.join(dir, 'eval', model, 'predictions.jsonl');
+    // hashPath says 'missing' for a file that is not there: two missing files must not pass as equal.
+    t.not(hashPath(file(A)), 'missing', `${model}: the unbroken run wrote its predictions`);
     t.equal(hashPath(file(B)), hashPath(file(A)), `${model}: the same predictions`);
     const scores = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'eval', model, 'results.json'), 'utf8')).overall;
     t.same(scores(B), scores(A), `${model}: the same scores`);

@@ -8,15 +8,18 @@
  * from scratch on the phantom benchmark (ABLATION_DEFAULTS, see lib/train/ablate.ts) — a 7B model needs the
  * paper's (train.lr 5e-7, sft.enabled false with model.dir set to the SFT model).
  *
+ * Every key with its default, except maxSteps, eval.limit, imageRoot and model.dir, shown with example values:
+ * they have no default (epochs and the whole test split apply when they are not set):
+ *
  *   { "out": "runs/a",
- *     "data": {"source": "phantom", "train": 4000, "test": 300, "seed": 7, "size": 64}
+ *     "data": {"source": "phantom", "train": 4000, "test": 3000, "seed": 7, "size": 64}
  *          | {"source": "files", "train": "train.jsonl", "test": "test.jsonl", "format": "auto", "imageRoot": "img/"},
  *     "model": {"preset": "tiny", "seed": 0} | {"dir": "path/to/model"},
  *     "sft": {"enabled": true, "finetune": "full", "lr": 2e-3, "epochs": 4, "maxSteps": 100, "batch": 8, "seed": 1},
- *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16, "limit": 200, "seed": 0},
+ *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16, "limit": 2000, "seed": 0},
  *     "rerank": {"j": 3, "minGap": 0.1},
- *     "train": {"loss": "mlpo", "lr": 1e-3, "epochs": 2, "maxSteps": 50, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05, "seed": 1},
- *     "eval": {"batch": 32, "maxNewTokens": 24, "variant": "strict", "limit": 300, "baseline": true, "imageReliance": false},
+ *     "train": {"loss": "mlpo", "lr": 1e-4, "epochs": 2, "maxSteps": 50, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05, "seed": 1},
+ *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "limit": 300, "baseline": true, "imageReliance": false},
  *     "device": "cpu", "report": true }
  *
  * Relative paths are relative to the config file's folder.
