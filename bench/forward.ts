@@ -77,6 +77,10 @@ async function main(): Promise<void> {
     console.log(`${name.padEnd(16)} ${s.toFixed(3).padStart(8)} ${(tokens / s).toFixed(0).padStart(10)} ${g.toFixed(1).padStart(9)}   ${((g / peak) * 100).toFixed(0)}%`);
   }
   console.log(`GEMM peak (best of 512², 1024², 2048² fp32, before and after the passes, same run): ${peak.toFixed(1)} GFLOP/s`);
+  const cache = native().cpuCacheStats();
+  console.log(cache.installed
+    ? `CPU allocator: caching (native/cpu_allocator.cpp), ${cache.hits} hits, ${cache.misses} misses, ${(cache.cachedBytes / 2 ** 20).toFixed(0)} MiB cached`
+    : 'CPU allocator: torch\'s own (HSCR_CPU_ALLOCATOR=system)');
   model.dispose();
 }
 
