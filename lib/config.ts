@@ -99,7 +99,7 @@ export const PHANTOM_RECIPE_DEFAULTS = {
    * CPU-seconds) → size read right in 81% of VQA-val scans (log p of the caption vs its size swap; 2 × chance
    * blank-image level 50%), 77% in greedy captions. Validation figures of the whole recipe: RESULTS-recipe.md §5.
    */
-  pretrain: { epochs: 3, lr: 2e-3, batch: 8 },
+  pretrain: { epochs: 3, lr: 2e-3, batch: 8, captionsInSft: true },
   /**
    * Preference training (DPO, oracle DPO, MLPO) lr with LoRA r 16: the paper's 5e-7 is for 7B weights and
    * does not move the tiny model. Chosen on validation with the oracle-DPO control on the 4-epoch SFT model

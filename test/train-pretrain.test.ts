@@ -39,8 +39,8 @@ t.test('pretrain settings: defaults from PHANTOM_RECIPE_DEFAULTS, bad values ref
   t.same(ABLATION_DEFAULTS.pretrain, PHANTOM_RECIPE_DEFAULTS.pretrain);
   t.equal(resolveAblationConfig({ pretrain: { epochs: 0 } }).pretrain.epochs, 0, 'epochs 0 turns the stage off');
   t.equal(resolveAblationConfig({ pretrain: { epochs: 0 } }).pretrain.lr, PHANTOM_RECIPE_DEFAULTS.pretrain.lr, 'merged over the defaults');
-  for (const bad of [{ epochs: -1 }, { epochs: 1.5 }, { lr: 0 }, { lr: -1e-3 }, { lr: Number.NaN }, { batch: 0 }]) {
-    t.throws(() => resolveAblationConfig({ pretrain: bad }, 'c.json'), { code: 'E_CONFIG', message: /c\.json: "pretrain\.(epochs|lr|batch)"/ }, JSON.stringify(bad));
+  for (const bad of [{ epochs: -1 }, { epochs: 1.5 }, { lr: 0 }, { lr: -1e-3 }, { lr: Number.NaN }, { batch: 0 }, { captionsInSft: 'yes' }]) {
+    t.throws(() => resolveAblationConfig({ pretrain: bad }, 'c.json'), { code: 'E_CONFIG', message: /c\.json: "pretrain\.(epochs|lr|batch|captionsInSft)"/ }, JSON.stringify(bad));
   }
 });
 

@@ -21,7 +21,7 @@
  *     "phantom": {"train": 4000, "test": 3000, "seed": 7, "size": 64, "val": 600,
  *                 "instruct": {"train": 2000, "val": 200, "test": 500}},
  *     "preset": "tiny",
- *     "pretrain": {"epochs": 3, "lr": 2e-3, "batch": 8},
+ *     "pretrain": {"epochs": 3, "lr": 2e-3, "batch": 8, "captionsInSft": true},
  *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 4, "batch": 8},
  *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16, "limit": 2000},
  *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
@@ -69,8 +69,10 @@ export interface AblationConfig {
   /**
    * Vision-alignment pretraining before SFT (epochs 0: none): full fine-tuning of the random model on one
    * caption per training scan (lib/data/phantom/alignment.ts), then SFT continues from it.
+   * `captionsInSft`: the SFT data holds the same captions beside the VQA and instruction items, so SFT
+   * keeps training what the stage taught (without them SFT wipes it out: PHANTOM_RECIPE_DEFAULTS.pretrain).
    */
-  pretrain: { epochs: number; lr: number; batch: number };
+  pretrain: { epochs: number; lr: number; batch: number; captionsInSft: boolean };
   sft: { finetune: 'lora' | 'full'; lr: number; epochs: number; batch: number };
   /** `limit`: the first this many training records get preference data (the SFT set may be much larger). */
   generate: { k: number; n: number; beta: number; ratio: number; perturb: Strategy; batch: number; limit: number };
@@ -148,6 +150,7 @@ function checkPretrain(p: AblationConfig['pretrain'], file: string): void {
   if (!Number.isInteger(p.epochs) || p.epochs < 0) throw configError(file, 'pretrain.epochs', 'must be an integer ≥ 0 (0: no pretraining stage)', p.epochs);
   if (typeof p.lr !== 'number' || !(p.lr > 0) || !Number.isFinite(p.lr)) throw configError(file, 'pretrain.lr', 'must be a positive number', p.lr);
   if (!Number.isInteger(p.batch) || p.batch < 1) throw configError(file, 'pretrain.batch', 'must be an integer ≥ 1', p.batch);
+  if (typeof p.captionsInSft !== 'boolean') throw configError(file, 'pretrain.captionsInSft', 'must be true or false', p.captionsInSft);
 }
 
 /** One trained variant: what data it learns from and with which loss. */
@@ -298,11 +301,22 @@ async function ensureSft(ctx: SeedContext): Promise<string> {
   const s = ctx.c.sft;
   await runSft({
     config: { modelDir: start, outputDir: sft, finetune: s.finetune, learningRate: s.lr, epochs: s.epochs, batchPerDevice: s.batch, seed: ctx.seed, saveSteps: 0 },
-    data: ctx.data.sft,
+    data: ctx.c.pretrain.captionsInSft ? sftWithCaptions(ctx.data) : ctx.data.sft,
     quiet: ctx.quiet,
     overwrite: true,
   });
   return model;
+}
+
+/** SFT data plus the alignment captions, one file beside them (both hold paths relative to the folder). */
+function sftWithCaptions(files: PhantomFiles): string {
+  const file = path.join(path.dirname(files.sft), 'sft-captions.jsonl');
+  if (fs.existsSync(file)) return file;
+  // Seeds run side by side may both write it: the same bytes, each through its own temporary file.
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, fs.readFileSync(files.sft, 'utf8') + fs.readFileSync(files.alignment, 'utf8'));
+  fs.renameSync(tmp, file);
+  return file;
 }
 
 /** What the note reports about the preference data: answers per list before/after re-ranking, replaced tokens per answer. */
