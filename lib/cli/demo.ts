@@ -63,7 +63,7 @@ async function sftImageReliance(root: string, seed: number): Promise<{ line: str
 
 /**
  * The embedded demo: the whole HSCR pipeline on the phantom benchmark that ships with hscr, at tiny size,
- * on whatever machine this is — phantom data → random tiny model → SFT → self-contrastive preference data
+ * on whatever machine this is — phantom data → random tiny model → caption alignment (PHANTOM_RECIPE_DEFAULTS.pretrain) → SFT → self-contrastive preference data
  * (§3.1) → similarity re-ranking (§3.2) → MLPO (§3.3) → evaluation, beside the SFT and binary-DPO baselines.
  * It runs ABLATION_DEFAULTS, sized for a 0.8M-parameter model trained from scratch on 64-px synthetic scans
  * in a few minutes on 2 CPU cores, not the paper's 7B settings (see the comments there).

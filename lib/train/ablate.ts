@@ -21,6 +21,7 @@
  *     "phantom": {"train": 4000, "test": 3000, "seed": 7, "size": 64, "val": 600,
  *                 "instruct": {"train": 2000, "val": 200, "test": 500}},
  *     "preset": "tiny",
+ *     "pretrain": {"epochs": 3, "lr": 2e-3, "batch": 8, "captionsInSft": true},
  *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 4, "batch": 8},
  *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16, "limit": 2000},
  *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
@@ -35,7 +36,7 @@ import * as path from 'node:path';
 import { PHANTOM_RECIPE_DEFAULTS } from '../config';
 import { HscrError } from '../errors';
 import { initModel } from '../cli/model';
-import { generatePhantom } from '../data/phantom';
+import { alignmentRecords, generatePhantom } from '../data/phantom';
 import { loadDataset } from '../data/loaders';
 import type { VqaRecord } from '../data/types';
 import { checkVariant, type MetricVariant } from '../eval/metrics';
@@ -65,6 +66,13 @@ export interface AblationConfig {
   seeds: number[];
   phantom: { train: number; test: number; seed: number; size: number; val: number; instruct: { train: number; val: number; test: number } };
   preset: 'tiny' | 'small';
+  /**
+   * Vision-alignment pretraining before SFT (epochs 0: none): full fine-tuning of the random model on one
+   * caption per training scan (lib/data/phantom/alignment.ts), then SFT continues from it.
+   * `captionsInSft`: the SFT data holds the same captions beside the VQA and instruction items, so SFT
+   * keeps training what the stage taught (without them SFT wipes it out: PHANTOM_RECIPE_DEFAULTS.pretrain).
+   */
+  pretrain: { epochs: number; lr: number; batch: number; captionsInSft: boolean };
   sft: { finetune: 'lora' | 'full'; lr: number; epochs: number; batch: number };
   /** `limit`: the first this many training records get preference data (the SFT set may be much larger). */
   generate: { k: number; n: number; beta: number; ratio: number; perturb: Strategy; batch: number; limit: number };
@@ -89,6 +97,9 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   // standard error near 1.5 points instead of 5. 500 instruction test prompts for Table 2 and Figure 4.
   phantom: { train: 4000, test: 3000, seed: 7, size: 64, val: 600, instruct: { train: 2000, val: 200, test: 500 } },
   preset: 'tiny',
+  // A random tiny model learns lesions from the image only after a caption-alignment stage (LLaVA's stage 1;
+  // PHANTOM_RECIPE_DEFAULTS.pretrain in lib/config.ts says why and what was measured).
+  pretrain: { ...PHANTOM_RECIPE_DEFAULTS.pretrain },
   // A random tiny model needs full fine-tuning, a large lr and 4 epochs before it reads lesions from the image
   // (PHANTOM_RECIPE_DEFAULTS in lib/config.ts says why and what was measured).
   sft: { ...PHANTOM_RECIPE_DEFAULTS.sft },
@@ -131,7 +142,15 @@ export function resolveAblationConfig(raw: Record<string, unknown>, file = '<con
   if (!Array.isArray(c.ratios) || !c.ratios.every((r) => typeof r === 'number' && r > 0 && r < 1)) throw configError(file, 'ratios', 'must be numbers in (0, 1)', c.ratios);
   if (typeof c.out !== 'string' || c.out === '') throw configError(file, 'out', 'must be a folder path', c.out);
   checkVariant(c.eval.variant);
+  checkPretrain(c.pretrain, file);
   return c;
+}
+
+function checkPretrain(p: AblationConfig['pretrain'], file: string): void {
+  if (!Number.isInteger(p.epochs) || p.epochs < 0) throw configError(file, 'pretrain.epochs', 'must be an integer ≥ 0 (0: no pretraining stage)', p.epochs);
+  if (typeof p.lr !== 'number' || !(p.lr > 0) || !Number.isFinite(p.lr)) throw configError(file, 'pretrain.lr', 'must be a positive number', p.lr);
+  if (!Number.isInteger(p.batch) || p.batch < 1) throw configError(file, 'pretrain.batch', 'must be an integer ≥ 1', p.batch);
+  if (typeof p.captionsInSft !== 'boolean') throw configError(file, 'pretrain.captionsInSft', 'must be true or false', p.captionsInSft);
 }
 
 /** One trained variant: what data it learns from and with which loss. */
@@ -207,6 +226,8 @@ export interface PhantomFiles {
   test: string;
   /** SFT data: VQA train + instruction train. */
   sft: string;
+  /** Pretraining data: one caption per scan of the SFT data (alignment.ts). */
+  alignment: string;
   /** Preference source: the instruction training split (VQA train when there is none). */
   prefSource: string;
   instructTest?: string;
@@ -228,14 +249,45 @@ export async function ensurePhantom(c: AblationConfig, root: string): Promise<Ph
   const sft = path.join(dir, 'sft.jsonl');
   const instructTrain = path.join(dir, 'instruct-train.jsonl');
   const instructTest = path.join(dir, 'instruct-test.jsonl');
+  const alignment = path.join(dir, 'alignment.jsonl');
   if (!fs.existsSync(path.join(dir, 'meta.json'))) await generatePhantom({ outDir: dir, ...c.phantom, overwrite: true }); // no meta.json: an earlier run was cut short
   if (!fs.existsSync(sft)) {
     const parts = [train, instructTrain].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8'));
     fs.writeFileSync(`${sft}.tmp`, parts.join(''));
     fs.renameSync(`${sft}.tmp`, sft);
   }
+  if (!fs.existsSync(alignment)) {
+    // Image paths relative to the folder, as in the other splits, so the folder can move.
+    const captions = alignmentRecords((await loadDataset(sft, { format: 'hscr' })).records).map((r) => ({ ...r, image: path.relative(dir, r.image) }));
+    fs.writeFileSync(`${alignment}.tmp`, captions.map((r) => JSON.stringify(r)).join('\n') + '\n');
+    fs.renameSync(`${alignment}.tmp`, alignment);
+  }
   const hasInstruct = fs.existsSync(instructTrain) && c.phantom.instruct.train > 0;
-  return { train, test, sft, prefSource: hasInstruct ? instructTrain : train, ...(fs.existsSync(instructTest) && c.phantom.instruct.test > 0 ? { instructTest } : {}) };
+  return { train, test, sft, alignment, prefSource: hasInstruct ? instructTrain : train, ...(fs.existsSync(instructTest) && c.phantom.instruct.test > 0 ? { instructTest } : {}) };
+}
+
+/**
+ * The vision-alignment stage: full fine-tuning of `init` on the caption file (alignmentRecords) into
+ * `outDir`; returns the model folder SFT starts from. Skipped when its model is already there.
+ */
+export async function pretrainVision(p: AblationConfig['pretrain'], alignmentFile: string, init: string, outDir: string, seed: number, quiet = true): Promise<string> {
+  const model = finalModelDir(outDir);
+  if (fs.existsSync(path.join(model, 'model.safetensors'))) return model;
+  await runSft({
+    config: { modelDir: init, outputDir: outDir, finetune: 'full', learningRate: p.lr, epochs: p.epochs, batchPerDevice: p.batch, seed, saveSteps: 0 },
+    data: alignmentFile,
+    quiet,
+    overwrite: true,
+  });
+  return model;
+}
+
+/** The model SFT starts from: the pretrained one when pretrain.epochs > 0, else the random init. */
+async function ensurePretrained(ctx: SeedContext, init: string): Promise<string> {
+  if (ctx.c.pretrain.epochs === 0) return init;
+  const dir = path.join(ctx.dir, 'pretrain');
+  if (!fs.existsSync(path.join(finalModelDir(dir), 'model.safetensors'))) ctx.log(`seed ${ctx.seed}: vision-alignment pretraining`);
+  return pretrainVision(ctx.c.pretrain, ctx.data.alignment, init, dir, ctx.seed, ctx.quiet);
 }
 
 async function ensureSft(ctx: SeedContext): Promise<string> {
@@ -244,15 +296,27 @@ async function ensureSft(ctx: SeedContext): Promise<string> {
   const model = finalModelDir(sft);
   if (!fs.existsSync(path.join(init, 'model.safetensors'))) await initModel({ preset: ctx.c.preset, out: init, seed: ctx.seed, overwrite: true });
   if (fs.existsSync(path.join(model, 'model.safetensors'))) return model;
+  const start = await ensurePretrained(ctx, init);
   ctx.log(`seed ${ctx.seed}: SFT`);
   const s = ctx.c.sft;
   await runSft({
-    config: { modelDir: init, outputDir: sft, finetune: s.finetune, learningRate: s.lr, epochs: s.epochs, batchPerDevice: s.batch, seed: ctx.seed, saveSteps: 0 },
-    data: ctx.data.sft,
+    config: { modelDir: start, outputDir: sft, finetune: s.finetune, learningRate: s.lr, epochs: s.epochs, batchPerDevice: s.batch, seed: ctx.seed, saveSteps: 0 },
+    data: ctx.c.pretrain.captionsInSft ? sftWithCaptions(ctx.data) : ctx.data.sft,
     quiet: ctx.quiet,
     overwrite: true,
   });
   return model;
+}
+
+/** SFT data plus the alignment captions, one file beside them (both hold paths relative to the folder). */
+function sftWithCaptions(files: PhantomFiles): string {
+  const file = path.join(path.dirname(files.sft), 'sft-captions.jsonl');
+  if (fs.existsSync(file)) return file;
+  // Seeds run side by side may both write it: the same bytes, each through its own temporary file.
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, fs.readFileSync(files.sft, 'utf8') + fs.readFileSync(files.alignment, 'utf8'));
+  fs.renameSync(tmp, file);
+  return file;
 }
 
 /** What the note reports about the preference data: answers per list before/after re-ranking, replaced tokens per answer. */

@@ -19,6 +19,7 @@ export * from './scene';
 export { renderScene } from './render';
 export { FAMILY_NAMES, familyAnswers, type FamilyName } from './questions';
 export * from './instruct';
+export { alignmentRecords, ALIGNMENT_QUESTION, ALIGNMENT_FAMILY } from './alignment';
 
 /** VQA splits (train/val/test) and instruction splits (instruct-train/-val/-test). */
 export type PhantomSplit = 'train' | 'val' | 'test' | 'instruct-train' | 'instruct-val' | 'instruct-test';
