@@ -122,5 +122,10 @@ export const PHANTOM_RECIPE_DEFAULTS = {
    * no collapse (recall 55.7%, as SFT).
    */
   oracleAbsenceSwaps: true,
+  /**
+   * The oracle control's kind (config `control.kind`): 'swap' (the reference with one attribute swapped, or the
+   * lesion-free description) or 'onPolicy' (the SFT model's own judged-wrong answer is rejected).
+   */
+  oracleControl: 'swap' as 'swap' | 'onPolicy',
 } as const;
 

@@ -1,0 +1,42 @@
+import t from 'tap';
+import { onPolicyPair, resolveAblationConfig, ABLATION_DEFAULTS } from '../lib/train/ablate';
+import type { PhantomScene } from '../lib/data/phantom';
+import type { VqaRecord } from '../lib/data/types';
+
+type Finding = PhantomScene['findings'][number];
+const finding = (over: Partial<Finding>): Finding => ({ organ: 'lung', side: 'left', size: 'small', shape: 'round', cx: 40, cy: 30, r: 5, phase: 0, ...over });
+// Axial chest CT: a large oval lesion in the left lung.
+const scene: PhantomScene = { modality: 'ct', plane: 'axial', region: 'chest', organs: ['lung'], findings: [finding({ size: 'large', shape: 'oval' })], size: 64 };
+const reference = 'the image is an axial ct scan of the chest. there is a large oval lesion in the left lung.';
+const record: VqaRecord = { id: 'instruct-train-00007', image: '/data/instruct-train-00007.png', question: 'describe the image.', answer: reference, answer_type: 'open', scene };
+
+t.test('a wrong answer gives one pair: the reference chosen, the model answer rejected', async (t) => {
+  const wrong = 'this image shows an axial ct scan of the chest. there is a small round lesion in the right lung.';
+  const pair = onPolicyPair(record, `${wrong}  `);
+  t.ok(pair, 'a pair');
+  t.equal(pair!.chosen, reference);
+  t.equal(pair!.rejected.length, 1);
+  t.equal(pair!.rejected[0].text, wrong, 'the answer as the model wrote it (trimmed)');
+  t.same(pair!.rejected[0].wrong, ['size: small', 'shape: round', 'location: right lung'], 'exactly the three wrong attributes');
+  t.same([pair!.id, pair!.image, pair!.question, pair!.answer_type], [record.id, record.image, record.question, 'open']);
+});
+
+t.test('one wrong attribute among right ones is enough; a denied lesion counts', async (t) => {
+  t.same(onPolicyPair(record, 'an axial mri of the chest showing a large oval lesion in the left lung.')?.rejected[0].wrong, ['modality: mri']);
+  t.same(onPolicyPair(record, 'an axial ct of the chest. there is no lesion.')?.rejected[0].wrong, ['count: 0']);
+});
+
+t.test('a right answer, the reference itself, an empty answer or a record without a scene give no pair', async (t) => {
+  t.equal(onPolicyPair(record, 'axial ct of the chest showing a large oval lesion in the left lung.'), undefined, 'right paraphrase');
+  t.equal(onPolicyPair(record, reference), undefined, 'the reference word for word');
+  t.equal(onPolicyPair(record, '   '), undefined, 'empty');
+  const { scene: _omit, ...noScene } = record;
+  t.equal(onPolicyPair(noScene, 'a small round lesion in the right lung.'), undefined, 'no scene to judge against');
+});
+
+t.test('control.kind is checked and merges with the default absenceSwaps', async (t) => {
+  const c = resolveAblationConfig({ control: { kind: 'onPolicy' } });
+  t.same(c.control, { kind: 'onPolicy', absenceSwaps: ABLATION_DEFAULTS.control.absenceSwaps });
+  t.throws(() => resolveAblationConfig({ control: { kind: 'random' } }, 'cfg.json'), { code: 'E_CONFIG', message: /control\.kind/ });
+  t.throws(() => resolveAblationConfig({ control: { absenceSwaps: 'yes' } }), { code: 'E_CONFIG' });
+});
