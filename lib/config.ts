@@ -127,5 +127,7 @@ export const PHANTOM_RECIPE_DEFAULTS = {
    * lesion-free description) or 'onPolicy' (the SFT model's own judged-wrong answer is rejected).
    */
   oracleControl: 'swap' as 'swap' | 'onPolicy',
+  /** The on-policy control's chosen answer (config `control.chosen`): the reference y_w or the model's answer corrected. */
+  oracleOnPolicyChosen: 'reference' as 'reference' | 'corrected',
 } as const;
 

@@ -1,6 +1,8 @@
 import t from 'tap';
 import { onPolicyPair, resolveAblationConfig, ABLATION_DEFAULTS } from '../lib/train/ablate';
 import type { PhantomScene } from '../lib/data/phantom';
+import { judgeAnswer } from '../lib/eval/judge';
+import { correctAnswer } from '../lib/eval/swap';
 import type { VqaRecord } from '../lib/data/types';
 
 type Finding = PhantomScene['findings'][number];
@@ -34,9 +36,27 @@ t.test('a right answer, the reference itself, an empty answer or a record withou
   t.equal(onPolicyPair(noScene, 'a small round lesion in the right lung.'), undefined, 'no scene to judge against');
 });
 
+t.test("chosen 'corrected': the model's own answer with its wrong words fixed, the reference where that fails", async (t) => {
+  const wrong = 'this image shows an axial ct scan of the chest. there is a small round lesion in the right lung.';
+  const pair = onPolicyPair(record, wrong, 'corrected');
+  t.equal(pair!.chosen, 'this image shows an axial ct scan of the chest. there is a large oval lesion in the left lung.');
+  t.equal(pair!.corrected, true);
+  t.equal(pair!.rejected[0].text, wrong);
+  t.same(judgeAnswer(pair!.chosen, scene).claims.filter((c) => !c.correct), [], 'the corrected answer is right');
+  t.equal(correctAnswer('an axial mri of the chest showing a large oval lesion in the left lung.', scene), 'an axial ct of the chest showing a large oval lesion in the left lung.', 'the article follows the word');
+  t.equal(onPolicyPair(record, 'an axial ct of the chest. there is no lesion.', 'corrected')!.chosen, 'an axial ct of the chest. there is one lesion.', 'a denied lesion: "no" → "one"');
+  // No alternative word turns "liver" into the lung: the reference is chosen.
+  const unfixable = onPolicyPair(record, 'an axial ct of the chest. there is a large oval lesion in the liver.', 'corrected');
+  t.ok(unfixable!.rejected[0].wrong.length > 0);
+  t.equal(unfixable!.chosen, reference);
+  t.equal(unfixable!.corrected, false);
+  t.equal(onPolicyPair(record, 'axial ct of the chest showing a large oval lesion in the left lung.', 'corrected'), undefined, 'a right answer: still no pair');
+});
+
 t.test('control.kind is checked and merges with the default absenceSwaps', async (t) => {
   const c = resolveAblationConfig({ control: { kind: 'onPolicy' } });
-  t.same(c.control, { kind: 'onPolicy', absenceSwaps: ABLATION_DEFAULTS.control.absenceSwaps });
+  t.same(c.control, { kind: 'onPolicy', absenceSwaps: ABLATION_DEFAULTS.control.absenceSwaps, chosen: ABLATION_DEFAULTS.control.chosen });
+  t.throws(() => resolveAblationConfig({ control: { chosen: 'model' } }), { code: 'E_CONFIG', message: /control\.chosen/ });
   t.throws(() => resolveAblationConfig({ control: { kind: 'random' } }, 'cfg.json'), { code: 'E_CONFIG', message: /control\.kind/ });
   t.throws(() => resolveAblationConfig({ control: { absenceSwaps: 'yes' } }), { code: 'E_CONFIG' });
 });

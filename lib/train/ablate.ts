@@ -50,7 +50,7 @@ import { finalAdapterDir, finalModelDir, hasAdapter } from './loop';
 import { preferenceFileAccuracy, runMlpo } from './mlpo';
 import { runSft } from './sft';
 import { Rng, mixSeed } from '../data/prng';
-import { attributeSwaps } from '../eval/swap';
+import { attributeSwaps, correctAnswer } from '../eval/swap';
 import { answerText } from '../data/phantom/instruct';
 import { figure4Gaps, summarizeGaps, type GapItem } from '../eval/figure4';
 import { judgeAnswer, judgeRecords, judgeReport, type JudgeScores } from '../eval/judge';
@@ -58,6 +58,7 @@ import { loadPredictions } from '../eval/predictions';
 import { formatRecipe, recipeSummary, type RecipeSummary } from './recipe';
 
 export type ControlKind = 'swap' | 'onPolicy';
+export type OnPolicyChosen = 'reference' | 'corrected';
 export type TableName = 'main' | 'levels' | 'strategy' | 'ratio';
 export const TABLE_NAMES: readonly TableName[] = ['main', 'levels', 'strategy', 'ratio'];
 type Strategy = 'token' | 'pixel' | 'patch' | 'latent';
@@ -84,9 +85,11 @@ export interface AblationConfig {
    * The oracle-DPO positive control (see ensureOracle). `kind`: 'swap' = rejected answers are swaps of the
    * reference answer made from the known scene (with `absenceSwaps`, every other lesion entry's rejected answer
    * is the lesion-free description); 'onPolicy' = the SFT model answers each prompt itself and, where the exact
-   * judge finds a wrong attribute, that answer is the rejected one (the reference is chosen).
+   * judge finds a wrong attribute, that answer is the rejected one. `chosen` (onPolicy only): 'reference' = y_w;
+   * 'corrected' = the model's own answer with its wrong attribute words replaced until the judge finds nothing
+   * wrong (lib/eval/swap.ts correctAnswer), so the pair differs only where the model erred; y_w where that fails.
    */
-  control: { kind: ControlKind; absenceSwaps: boolean };
+  control: { kind: ControlKind; absenceSwaps: boolean; chosen: OnPolicyChosen };
   tables: TableName[];
   strategies: Strategy[];
   ratios: number[];
@@ -121,7 +124,7 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   train: { lr: PHANTOM_RECIPE_DEFAULTS.preferenceLr, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
   // Instruction answers run to 48 tokens (+ EOS); VQA answers stop at EOS after a few.
   eval: { batch: 32, maxNewTokens: 64, variant: 'strict', figure4: true, bootstrap: 2000 },
-  control: { kind: PHANTOM_RECIPE_DEFAULTS.oracleControl, absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps },
+  control: { kind: PHANTOM_RECIPE_DEFAULTS.oracleControl, absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps, chosen: PHANTOM_RECIPE_DEFAULTS.oracleOnPolicyChosen },
   tables: [...TABLE_NAMES],
   strategies: ['token', 'pixel', 'patch', 'latent'],
   ratios: [0.3, 0.5, 0.7, 0.9],
@@ -150,6 +153,7 @@ export function resolveAblationConfig(raw: Record<string, unknown>, file = '<con
   checkVariant(c.eval.variant);
   checkPretrain(c.pretrain, file);
   if (c.control.kind !== 'swap' && c.control.kind !== 'onPolicy') throw configError(file, 'control.kind', "must be 'swap' or 'onPolicy'", c.control.kind);
+  if (c.control.chosen !== 'reference' && c.control.chosen !== 'corrected') throw configError(file, 'control.chosen', "must be 'reference' or 'corrected'", c.control.chosen);
   if (typeof c.control.absenceSwaps !== 'boolean') throw configError(file, 'control.absenceSwaps', 'must be true or false', c.control.absenceSwaps);
   return c;
 }
@@ -424,6 +428,8 @@ export interface OnPolicyPair {
   image: string;
   question: string;
   chosen: string;
+  /** chosen is the model's answer corrected (control.chosen 'corrected'), not the reference. */
+  corrected: boolean;
   answer_type: VqaRecord['answer_type'];
   rejected: { text: string; replacements: unknown[]; similarity: number; wrong: string[] }[];
 }
@@ -435,13 +441,14 @@ export interface OnPolicyPair {
  * the reference word for word (nothing to prefer). RLHF-V-style feedback: it knows the scene and aims at the
  * errors the model actually makes (on validation: shape and location), which off-policy swaps of y_w miss.
  */
-export function onPolicyPair(record: VqaRecord, answer: string): OnPolicyPair | undefined {
+export function onPolicyPair(record: VqaRecord, answer: string, chosen: OnPolicyChosen = 'reference'): OnPolicyPair | undefined {
   if (!record.scene) return undefined;
   const text = answer.trim();
   if (text === '' || text === record.answer.trim()) return undefined;
   const wrong = judgeAnswer(text, record.scene).claims.filter((c) => !c.correct).map((c) => `${c.kind}: ${c.value}`);
   if (wrong.length === 0) return undefined;
-  return { id: record.id, image: record.image, question: record.question, chosen: record.answer, answer_type: record.answer_type, rejected: [{ text, replacements: [], similarity: 0, wrong }] };
+  const corrected = chosen === 'corrected' ? correctAnswer(text, record.scene) : undefined;
+  return { id: record.id, image: record.image, question: record.question, chosen: corrected ?? record.answer, corrected: corrected !== undefined, answer_type: record.answer_type, rejected: [{ text, replacements: [], similarity: 0, wrong }] };
 }
 
 /**
@@ -450,7 +457,7 @@ export function onPolicyPair(record: VqaRecord, answer: string): OnPolicyPair | 
  * how many entries got a pair and which claim kinds were wrong.
  */
 async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<string> {
-  const dir = path.join(ctx.dir, 'prefs', 'oracle-onpolicy');
+  const dir = path.join(ctx.dir, 'prefs', ctx.c.control.chosen === 'corrected' ? 'oracle-onpolicy-corrected' : 'oracle-onpolicy');
   const file = path.join(dir, 'binary.jsonl');
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(dir, { recursive: true });
@@ -464,7 +471,7 @@ async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<s
       const batch = records.slice(i, i + ctx.c.eval.batch);
       const answers = await predictor(batch.map((r) => ({ id: r.id, image: r.image, question: r.question })));
       batch.forEach((r, k) => {
-        const pair = onPolicyPair(r, answers[k]);
+        const pair = onPolicyPair(r, answers[k], ctx.c.control.chosen);
         if (!pair) return;
         pairs.push(pair);
         for (const w of pair.rejected[0].wrong) wrongKinds[w.split(':')[0]] = (wrongKinds[w.split(':')[0]] ?? 0) + 1;
@@ -473,7 +480,7 @@ async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<s
   } finally {
     predictor.dispose();
   }
-  fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify({ entries: records.length, pairs: pairs.length, wrongClaimsByKind: wrongKinds }, null, 2)}\n`);
+  fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify({ entries: records.length, pairs: pairs.length, corrected: pairs.filter((p) => p.corrected).length, wrongClaimsByKind: wrongKinds }, null, 2)}\n`);
   fs.writeFileSync(`${file}.tmp`, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
   fs.renameSync(`${file}.tmp`, file);
   return file;
