@@ -124,10 +124,20 @@ export const PHANTOM_RECIPE_DEFAULTS = {
   oracleAbsenceSwaps: true,
   /**
    * The oracle control's kind (config `control.kind`): 'swap' (the reference with one attribute swapped, or the
-   * lesion-free description) or 'onPolicy' (the SFT model's own judged-wrong answer is rejected).
+   * lesion-free description) or 'onPolicy' (the SFT model answers the 500 preference prompts itself; the answers
+   * the exact judge finds wrong are rejected: 264 of 500). Validation (seed 1, SFT with the alignment stage,
+   * instruct-val 200, hallucination Δ vs SFT 20.58%): swap +0.17 [−1.56, +2.00]; onPolicy with y_w chosen
+   * +1.44 [−0.23, +3.24] (lr 3e-4: +6.36 [+2.95, +9.86]; 1,000 entries / 535 pairs: +0.34 [−2.30, +2.98]);
+   * onPolicy with the corrected answer chosen −0.90 [−2.01, +0.20], recall +0.67 [−0.61, +2.14]. None excludes 0,
+   * so the default stays 'swap' (docs/RESULTS-recipe.md §5.4).
    */
   oracleControl: 'swap' as 'swap' | 'onPolicy',
-  /** The on-policy control's chosen answer (config `control.chosen`): the reference y_w or the model's answer corrected. */
-  oracleOnPolicyChosen: 'reference' as 'reference' | 'corrected',
+  /**
+   * The on-policy control's chosen answer (config `control.chosen`): 'reference' = y_w, which differs from the
+   * model's answer in phrasing as much as in facts, so DPO pushes down the model's own wording (lr 3e-4: 14.5% of
+   * answers unparsable); 'corrected' = the model's answer with its wrong words fixed (210 of 264 pairs), the
+   * pair then differs only where the model erred. 'corrected' is the better on validation (above): the default.
+   */
+  oracleOnPolicyChosen: 'corrected' as 'reference' | 'corrected',
 } as const;
 

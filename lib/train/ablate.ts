@@ -27,7 +27,7 @@
  *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
  *     "train": {"lr": 1e-4, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
  *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "figure4": true, "bootstrap": 2000},
- *     "control": {"absenceSwaps": true},
+ *     "control": {"kind": "swap", "absenceSwaps": true, "chosen": "corrected"},
  *     "tables": ["main", "levels", "strategy", "ratio"],
  *     "strategies": ["token", "pixel", "patch", "latent"], "ratios": [0.3, 0.5, 0.7, 0.9] }
  */
