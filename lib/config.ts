@@ -139,5 +139,11 @@ export const PHANTOM_RECIPE_DEFAULTS = {
    * pair then differs only where the model erred. 'corrected' is the better on validation (above): the default.
    */
   oracleOnPolicyChosen: 'corrected' as 'reference' | 'corrected',
+  /**
+   * The oracle control's own preference lr and entry count (config `control.lr`, `control.limit`); null = the
+   * methods' preferenceLr and `generate.limit`. HSCR and DPO keep theirs whatever the control needs.
+   */
+  oracleLr: null as number | null,
+  oracleLimit: null as number | null,
 } as const;
 

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { onPolicyPair, resolveAblationConfig, ABLATION_DEFAULTS } from '../lib/train/ablate';
+import { onPolicyPair, resolveAblationConfig, ABLATION_DEFAULTS, controlLimit, controlLr } from '../lib/train/ablate';
 import type { PhantomScene } from '../lib/data/phantom';
 import { judgeAnswer } from '../lib/eval/judge';
 import { correctAnswer } from '../lib/eval/swap';
@@ -55,8 +55,20 @@ t.test("chosen 'corrected': the model's own answer with its wrong words fixed, t
 
 t.test('control.kind is checked and merges with the default absenceSwaps', async (t) => {
   const c = resolveAblationConfig({ control: { kind: 'onPolicy' } });
-  t.same(c.control, { kind: 'onPolicy', absenceSwaps: ABLATION_DEFAULTS.control.absenceSwaps, chosen: ABLATION_DEFAULTS.control.chosen });
+  t.same(c.control, { ...ABLATION_DEFAULTS.control, kind: 'onPolicy' });
   t.throws(() => resolveAblationConfig({ control: { chosen: 'model' } }), { code: 'E_CONFIG', message: /control\.chosen/ });
   t.throws(() => resolveAblationConfig({ control: { kind: 'random' } }, 'cfg.json'), { code: 'E_CONFIG', message: /control\.kind/ });
   t.throws(() => resolveAblationConfig({ control: { absenceSwaps: 'yes' } }), { code: 'E_CONFIG' });
+});
+
+t.test("control.lr / control.limit: the control's own, the methods' when null, checked", async (t) => {
+  const own = resolveAblationConfig({ control: { lr: 2e-4, limit: 1000 }, train: { lr: 1e-4 }, generate: { limit: 500 } });
+  t.same([controlLr(own), controlLimit(own)], [2e-4, 1000]);
+  t.same([own.train.lr, own.generate.limit], [1e-4, 500], "the methods' settings untouched");
+  const shared = resolveAblationConfig({ control: { lr: null, limit: null }, train: { lr: 3e-4 }, generate: { limit: 700 } });
+  t.same([controlLr(shared), controlLimit(shared)], [3e-4, 700], 'null follows train.lr and generate.limit');
+  t.throws(() => resolveAblationConfig({ control: { lr: 0 } }), { code: 'E_CONFIG', message: /control\.lr/ });
+  t.throws(() => resolveAblationConfig({ control: { lr: '1e-4' } }), { code: 'E_CONFIG', message: /control\.lr/ });
+  t.throws(() => resolveAblationConfig({ control: { limit: 2.5 } }, 'cfg.json'), { code: 'E_CONFIG', message: /cfg\.json.*control\.limit/ });
+  t.throws(() => resolveAblationConfig({ control: { limit: 0 } }), { code: 'E_CONFIG', message: /control\.limit/ });
 });

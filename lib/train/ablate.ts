@@ -88,8 +88,11 @@ export interface AblationConfig {
    * judge finds a wrong attribute, that answer is the rejected one. `chosen` (onPolicy only): 'reference' = y_w;
    * 'corrected' = the model's own answer with its wrong attribute words replaced until the judge finds nothing
    * wrong (lib/eval/swap.ts correctAnswer), so the pair differs only where the model erred; y_w where that fails.
+   * `lr` / `limit`: the control's own preference lr and number of preference entries; null = the methods'
+   * (`train.lr`, `generate.limit`). A positive control needs only to show the benchmark can see a real
+   * effect, so it may need more data or a larger step than HSCR/DPO, whose settings stay as they are.
    */
-  control: { kind: ControlKind; absenceSwaps: boolean; chosen: OnPolicyChosen };
+  control: { kind: ControlKind; absenceSwaps: boolean; chosen: OnPolicyChosen; lr: number | null; limit: number | null };
   tables: TableName[];
   strategies: Strategy[];
   ratios: number[];
@@ -124,7 +127,7 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   train: { lr: PHANTOM_RECIPE_DEFAULTS.preferenceLr, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
   // Instruction answers run to 48 tokens (+ EOS); VQA answers stop at EOS after a few.
   eval: { batch: 32, maxNewTokens: 64, variant: 'strict', figure4: true, bootstrap: 2000 },
-  control: { kind: PHANTOM_RECIPE_DEFAULTS.oracleControl, absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps, chosen: PHANTOM_RECIPE_DEFAULTS.oracleOnPolicyChosen },
+  control: { kind: PHANTOM_RECIPE_DEFAULTS.oracleControl, absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps, chosen: PHANTOM_RECIPE_DEFAULTS.oracleOnPolicyChosen, lr: PHANTOM_RECIPE_DEFAULTS.oracleLr, limit: PHANTOM_RECIPE_DEFAULTS.oracleLimit },
   tables: [...TABLE_NAMES],
   strategies: ['token', 'pixel', 'patch', 'latent'],
   ratios: [0.3, 0.5, 0.7, 0.9],
@@ -155,6 +158,8 @@ export function resolveAblationConfig(raw: Record<string, unknown>, file = '<con
   if (c.control.kind !== 'swap' && c.control.kind !== 'onPolicy') throw configError(file, 'control.kind', "must be 'swap' or 'onPolicy'", c.control.kind);
   if (c.control.chosen !== 'reference' && c.control.chosen !== 'corrected') throw configError(file, 'control.chosen', "must be 'reference' or 'corrected'", c.control.chosen);
   if (typeof c.control.absenceSwaps !== 'boolean') throw configError(file, 'control.absenceSwaps', 'must be true or false', c.control.absenceSwaps);
+  if (c.control.lr !== null && (typeof c.control.lr !== 'number' || !(c.control.lr > 0) || !Number.isFinite(c.control.lr))) throw configError(file, 'control.lr', 'must be a positive number or null (null: train.lr)', c.control.lr);
+  if (c.control.limit !== null && (!Number.isInteger(c.control.limit) || c.control.limit < 1)) throw configError(file, 'control.limit', 'must be an integer ≥ 1 or null (null: generate.limit)', c.control.limit);
   return c;
 }
 
@@ -402,7 +407,7 @@ async function ensureOracle(ctx: SeedContext, sftModel: string): Promise<string>
   const file = path.join(dir, 'binary.jsonl');
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(dir, { recursive: true });
-  const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, ctx.c.generate.limit);
+  const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c));
   const lines: string[] = [];
   records.forEach((r, i) => {
     if (!r.scene) return;
@@ -420,6 +425,16 @@ async function ensureOracle(ctx: SeedContext, sftModel: string): Promise<string>
   fs.writeFileSync(`${file}.tmp`, lines.join('\n') + '\n');
   fs.renameSync(`${file}.tmp`, file);
   return file;
+}
+
+/** The number of preference entries the oracle control draws from (control.limit, else generate.limit). */
+export function controlLimit(c: AblationConfig): number {
+  return c.control.limit ?? c.generate.limit;
+}
+
+/** The oracle control's preference lr (control.lr, else train.lr). */
+export function controlLr(c: AblationConfig): number {
+  return c.control.lr ?? c.train.lr;
 }
 
 /** One on-policy oracle pair (a line of a binary preference file), with the wrong claims that made it. */
@@ -462,7 +477,7 @@ async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<s
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(dir, { recursive: true });
   ctx.log(`seed ${ctx.seed}: on-policy oracle data (SFT answers, judged)`);
-  const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, ctx.c.generate.limit);
+  const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c));
   const predictor = await loadPredictor(sftModel, undefined, { maxNewTokens: ctx.c.eval.maxNewTokens });
   const pairs: OnPolicyPair[] = [];
   const wrongKinds: Record<string, number> = {};
@@ -504,7 +519,7 @@ async function ensureTrained(ctx: SeedContext, sftModel: string, v: Variant): Pr
       modelDir: sftModel,
       outputDir: runDir,
       loss: v.loss as MlpoLossKind,
-      learningRate: t.lr,
+      learningRate: v.oracle ? controlLr(ctx.c) : t.lr,
       epochs: t.epochs,
       batchPerDevice: t.batch,
       gamma: t.gamma,
