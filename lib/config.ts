@@ -122,5 +122,33 @@ export const PHANTOM_RECIPE_DEFAULTS = {
    * no collapse (recall 55.7%, as SFT).
    */
   oracleAbsenceSwaps: true,
+  /**
+   * The oracle control's kind (config `control.kind`): 'swap' (the reference with one attribute swapped, or the
+   * lesion-free description) or 'onPolicy' (the SFT model answers the 500 preference prompts itself; the answers
+   * the exact judge finds wrong are rejected: 264 of 500). Validation (seed 1, SFT with the alignment stage,
+   * instruct-val 200, hallucination Δ vs SFT 20.58%): swap +0.17 [−1.56, +2.00]; onPolicy with y_w chosen
+   * +1.44 [−0.23, +3.24] (lr 3e-4: +6.36 [+2.95, +9.86]; 1,000 entries / 535 pairs: +0.34 [−2.30, +2.98]);
+   * onPolicy with the corrected answer chosen −0.90 [−2.01, +0.20], recall +0.67 [−0.61, +2.14]. None excludes 0,
+   * so the default stays 'swap' (docs/RESULTS-recipe.md §5.5). Corrected, more data or a larger step (control.limit,
+   * control.lr, §5.6): 750 entries −0.35 [−1.81, +1.16]; 1,000 −1.56 [−3.44, +0.32]; 1,500 −1.45 [−3.77, +0.89];
+   * 2,000 +2.69 [−0.08, +5.66]; lr 2e-4 −1.18 [−3.03, +0.69]; 1,000 at 2e-4 +1.13 [−1.86, +4.21]; 4 epochs
+   * −1.17 [−3.03, +0.72]. Still none excludes 0: the default stays 'swap'. (Measured once on test afterwards, 1,000
+   * entries, 3 seeds: −0.59 [−1.55, +0.39], recall +3.11 [+1.92, +4.35]; reported, not used for choosing.)
+   */
+  oracleControl: 'swap' as 'swap' | 'onPolicy',
+  /**
+   * The on-policy control's chosen answer (config `control.chosen`): 'reference' = y_w, which differs from the
+   * model's answer in phrasing as much as in facts, so DPO pushes down the model's own wording (lr 3e-4: 14.5% of
+   * answers unparsable); 'corrected' = the model's answer with its wrong words fixed (210 of 264 pairs), the
+   * pair then differs only where the model erred. 'corrected' is the better on validation (above): the default.
+   */
+  oracleOnPolicyChosen: 'corrected' as 'reference' | 'corrected',
+  /**
+   * The oracle control's own preference lr and entry count (config `control.lr`, `control.limit`); null = the
+   * methods' preferenceLr and `generate.limit`. HSCR and DPO keep theirs whatever the control needs. No value
+   * tried made the control clearly beat SFT on validation (oracleControl above), so both follow the methods.
+   */
+  oracleLr: null as number | null,
+  oracleLimit: null as number | null,
 } as const;
 

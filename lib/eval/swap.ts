@@ -75,3 +75,37 @@ export function attributeSwaps(answer: string, scene: PhantomScene, rng: Rng, ma
   }
   return out;
 }
+
+/**
+ * The inverse of attributeSwaps, for the on-policy oracle control: one-word replacements (the same
+ * alternatives) applied greedily, each the one that removes the most wrong claims without losing a right one,
+ * until the judge finds nothing wrong. Returns the corrected text, or undefined when the answer cannot be made
+ * fully right this way (a wrong count written as a list of locations, a lesion denied as "no lesion …").
+ */
+export function correctAnswer(answer: string, scene: PhantomScene, maxEdits = 6): string | undefined {
+  const score = (text: string) => {
+    const claims = judgeAnswer(text, scene).claims;
+    return { wrong: claims.filter((c) => !c.correct).length, right: claims.filter((c) => c.correct).length };
+  };
+  let words = answer.split(' ');
+  let cur = score(answer);
+  for (let edit = 0; edit < maxEdits && cur.wrong > 0; edit++) {
+    let best: { words: string[]; wrong: number; right: number } | undefined;
+    words.forEach((w, i) => {
+      const bare = w.replace(/[^a-z-]/g, '');
+      if (!(bare in ALTERNATIVES)) return;
+      if (bare === 'one' && i > 0 && /^(a|small|large|round|oval|irregular)$/.test(words[i - 1])) return;
+      for (const to of ALTERNATIVES[bare]) {
+        const copy = words.slice();
+        copy[i] = w.replace(bare, to);
+        if (i > 0 && (words[i - 1] === 'a' || words[i - 1] === 'an')) copy[i - 1] = /^[aeiou]|^mri|^x-ray/.test(to) ? 'an' : 'a';
+        const s = score(copy.join(' '));
+        if (s.wrong < cur.wrong && s.right >= cur.right && (!best || s.wrong < best.wrong || (s.wrong === best.wrong && s.right > best.right))) best = { words: copy, ...s };
+      }
+    });
+    if (!best) return undefined;
+    words = best.words;
+    cur = { wrong: best.wrong, right: best.right };
+  }
+  return cur.wrong === 0 ? words.join(' ') : undefined;
+}

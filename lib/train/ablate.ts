@@ -27,7 +27,7 @@
  *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
  *     "train": {"lr": 1e-4, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
  *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "figure4": true, "bootstrap": 2000},
- *     "control": {"absenceSwaps": true},
+ *     "control": {"kind": "swap", "absenceSwaps": true, "chosen": "corrected"},
  *     "tables": ["main", "levels", "strategy", "ratio"],
  *     "strategies": ["token", "pixel", "patch", "latent"], "ratios": [0.3, 0.5, 0.7, 0.9] }
  */
@@ -50,13 +50,15 @@ import { finalAdapterDir, finalModelDir, hasAdapter } from './loop';
 import { preferenceFileAccuracy, runMlpo } from './mlpo';
 import { runSft } from './sft';
 import { Rng, mixSeed } from '../data/prng';
-import { attributeSwaps } from '../eval/swap';
+import { attributeSwaps, correctAnswer } from '../eval/swap';
 import { answerText } from '../data/phantom/instruct';
 import { figure4Gaps, summarizeGaps, type GapItem } from '../eval/figure4';
-import { judgeRecords, judgeReport, type JudgeScores } from '../eval/judge';
+import { judgeAnswer, judgeRecords, judgeReport, type JudgeScores } from '../eval/judge';
 import { loadPredictions } from '../eval/predictions';
 import { formatRecipe, recipeSummary, type RecipeSummary } from './recipe';
 
+export type ControlKind = 'swap' | 'onPolicy';
+export type OnPolicyChosen = 'reference' | 'corrected';
 export type TableName = 'main' | 'levels' | 'strategy' | 'ratio';
 export const TABLE_NAMES: readonly TableName[] = ['main', 'levels', 'strategy', 'ratio'];
 type Strategy = 'token' | 'pixel' | 'patch' | 'latent';
@@ -79,8 +81,18 @@ export interface AblationConfig {
   rerank: { j: number; minGap: number; gapScale: GapScale };
   train: { lr: number; epochs: number; batch: number; gamma: number; loraR: number; loraAlpha: number; loraDropout: number };
   eval: { batch: number; maxNewTokens: number; variant: MetricVariant; figure4: boolean; bootstrap: number };
-  /** The oracle-DPO positive control: add absence swaps to its rejected answers (see ensureOracle). */
-  control: { absenceSwaps: boolean };
+  /**
+   * The oracle-DPO positive control (see ensureOracle). `kind`: 'swap' = rejected answers are swaps of the
+   * reference answer made from the known scene (with `absenceSwaps`, every other lesion entry's rejected answer
+   * is the lesion-free description); 'onPolicy' = the SFT model answers each prompt itself and, where the exact
+   * judge finds a wrong attribute, that answer is the rejected one. `chosen` (onPolicy only): 'reference' = y_w;
+   * 'corrected' = the model's own answer with its wrong attribute words replaced until the judge finds nothing
+   * wrong (lib/eval/swap.ts correctAnswer), so the pair differs only where the model erred; y_w where that fails.
+   * `lr` / `limit`: the control's own preference lr and number of preference entries; null = the methods'
+   * (`train.lr`, `generate.limit`). A positive control needs only to show the benchmark can see a real
+   * effect, so it may need more data or a larger step than HSCR/DPO, whose settings stay as they are.
+   */
+  control: { kind: ControlKind; absenceSwaps: boolean; chosen: OnPolicyChosen; lr: number | null; limit: number | null };
   tables: TableName[];
   strategies: Strategy[];
   ratios: number[];
@@ -115,7 +127,7 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   train: { lr: PHANTOM_RECIPE_DEFAULTS.preferenceLr, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
   // Instruction answers run to 48 tokens (+ EOS); VQA answers stop at EOS after a few.
   eval: { batch: 32, maxNewTokens: 64, variant: 'strict', figure4: true, bootstrap: 2000 },
-  control: { absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps },
+  control: { kind: PHANTOM_RECIPE_DEFAULTS.oracleControl, absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps, chosen: PHANTOM_RECIPE_DEFAULTS.oracleOnPolicyChosen, lr: PHANTOM_RECIPE_DEFAULTS.oracleLr, limit: PHANTOM_RECIPE_DEFAULTS.oracleLimit },
   tables: [...TABLE_NAMES],
   strategies: ['token', 'pixel', 'patch', 'latent'],
   ratios: [0.3, 0.5, 0.7, 0.9],
@@ -143,6 +155,11 @@ export function resolveAblationConfig(raw: Record<string, unknown>, file = '<con
   if (typeof c.out !== 'string' || c.out === '') throw configError(file, 'out', 'must be a folder path', c.out);
   checkVariant(c.eval.variant);
   checkPretrain(c.pretrain, file);
+  if (c.control.kind !== 'swap' && c.control.kind !== 'onPolicy') throw configError(file, 'control.kind', "must be 'swap' or 'onPolicy'", c.control.kind);
+  if (c.control.chosen !== 'reference' && c.control.chosen !== 'corrected') throw configError(file, 'control.chosen', "must be 'reference' or 'corrected'", c.control.chosen);
+  if (typeof c.control.absenceSwaps !== 'boolean') throw configError(file, 'control.absenceSwaps', 'must be true or false', c.control.absenceSwaps);
+  if (c.control.lr !== null && (typeof c.control.lr !== 'number' || !(c.control.lr > 0) || !Number.isFinite(c.control.lr))) throw configError(file, 'control.lr', 'must be a positive number or null (null: train.lr)', c.control.lr);
+  if (c.control.limit !== null && (!Number.isInteger(c.control.limit) || c.control.limit < 1)) throw configError(file, 'control.limit', 'must be an integer ≥ 1 or null (null: generate.limit)', c.control.limit);
   return c;
 }
 
@@ -382,13 +399,15 @@ async function ensurePreferences(ctx: SeedContext, sftModel: string, perturb: St
  * With `control.absenceSwaps`, every other entry whose scene has lesions gets instead the same scan described
  * as lesion-free (a false-negative hallucination): one-word swaps never deny a lesion, and DPO on them alone
  * drives the tiny model to answer "there is no lesion" everywhere (validation: PHANTOM_RECIPE_DEFAULTS).
+ * With `control.kind: 'onPolicy'` the pairs come from the SFT model's own answers instead (onPolicyOracleFile).
  */
-async function ensureOracle(ctx: SeedContext): Promise<string> {
+async function ensureOracle(ctx: SeedContext, sftModel: string): Promise<string> {
+  if (ctx.c.control.kind === 'onPolicy') return onPolicyOracleFile(ctx, sftModel);
   const dir = path.join(ctx.dir, 'prefs', ctx.c.control.absenceSwaps ? 'oracle-absence' : 'oracle');
   const file = path.join(dir, 'binary.jsonl');
   if (fs.existsSync(file)) return file;
   fs.mkdirSync(dir, { recursive: true });
-  const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, ctx.c.generate.limit);
+  const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c));
   const lines: string[] = [];
   records.forEach((r, i) => {
     if (!r.scene) return;
@@ -408,9 +427,83 @@ async function ensureOracle(ctx: SeedContext): Promise<string> {
   return file;
 }
 
+/** The number of preference entries the oracle control draws from (control.limit, else generate.limit). */
+export function controlLimit(c: AblationConfig): number {
+  return c.control.limit ?? c.generate.limit;
+}
+
+/** The oracle control's preference lr (control.lr, else train.lr). */
+export function controlLr(c: AblationConfig): number {
+  return c.control.lr ?? c.train.lr;
+}
+
+/** One on-policy oracle pair (a line of a binary preference file), with the wrong claims that made it. */
+export interface OnPolicyPair {
+  id: string;
+  image: string;
+  question: string;
+  chosen: string;
+  /** chosen is the model's answer corrected (control.chosen 'corrected'), not the reference. */
+  corrected: boolean;
+  answer_type: VqaRecord['answer_type'];
+  rejected: { text: string; replacements: unknown[]; similarity: number; wrong: string[] }[];
+}
+
+/**
+ * The on-policy oracle pair for one entry: the model's own answer is rejected (the reference y_w chosen) when the
+ * exact judge (lib/eval/judge.ts, the one Table 2 uses) finds at least one stated attribute that contradicts the
+ * scene; no pair when every stated attribute is right, when the entry has no scene, or when the model repeated
+ * the reference word for word (nothing to prefer). RLHF-V-style feedback: it knows the scene and aims at the
+ * errors the model actually makes (on validation: shape and location), which off-policy swaps of y_w miss.
+ */
+export function onPolicyPair(record: VqaRecord, answer: string, chosen: OnPolicyChosen = 'reference'): OnPolicyPair | undefined {
+  if (!record.scene) return undefined;
+  const text = answer.trim();
+  if (text === '' || text === record.answer.trim()) return undefined;
+  const wrong = judgeAnswer(text, record.scene).claims.filter((c) => !c.correct).map((c) => `${c.kind}: ${c.value}`);
+  if (wrong.length === 0) return undefined;
+  const corrected = chosen === 'corrected' ? correctAnswer(text, record.scene) : undefined;
+  return { id: record.id, image: record.image, question: record.question, chosen: corrected ?? record.answer, corrected: corrected !== undefined, answer_type: record.answer_type, rejected: [{ text, replacements: [], similarity: 0, wrong }] };
+}
+
+/**
+ * The on-policy control's data: the SFT model answers each preference entry greedily (the evaluation's
+ * predictor and max-new-tokens), and onPolicyPair keeps the answers the judge finds wrong. stats.json says
+ * how many entries got a pair and which claim kinds were wrong.
+ */
+async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<string> {
+  const dir = path.join(ctx.dir, 'prefs', ctx.c.control.chosen === 'corrected' ? 'oracle-onpolicy-corrected' : 'oracle-onpolicy');
+  const file = path.join(dir, 'binary.jsonl');
+  if (fs.existsSync(file)) return file;
+  fs.mkdirSync(dir, { recursive: true });
+  ctx.log(`seed ${ctx.seed}: on-policy oracle data (SFT answers, judged)`);
+  const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c));
+  const predictor = await loadPredictor(sftModel, undefined, { maxNewTokens: ctx.c.eval.maxNewTokens });
+  const pairs: OnPolicyPair[] = [];
+  const wrongKinds: Record<string, number> = {};
+  try {
+    for (let i = 0; i < records.length; i += ctx.c.eval.batch) {
+      const batch = records.slice(i, i + ctx.c.eval.batch);
+      const answers = await predictor(batch.map((r) => ({ id: r.id, image: r.image, question: r.question })));
+      batch.forEach((r, k) => {
+        const pair = onPolicyPair(r, answers[k], ctx.c.control.chosen);
+        if (!pair) return;
+        pairs.push(pair);
+        for (const w of pair.rejected[0].wrong) wrongKinds[w.split(':')[0]] = (wrongKinds[w.split(':')[0]] ?? 0) + 1;
+      });
+    }
+  } finally {
+    predictor.dispose();
+  }
+  fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify({ entries: records.length, pairs: pairs.length, corrected: pairs.filter((p) => p.corrected).length, wrongClaimsByKind: wrongKinds }, null, 2)}\n`);
+  fs.writeFileSync(`${file}.tmp`, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  fs.renameSync(`${file}.tmp`, file);
+  return file;
+}
+
 /** The preference file a variant trains on, and where its reference log-probs are cached. */
 async function preferenceFile(ctx: SeedContext, sftModel: string, v: Variant): Promise<string> {
-  if (v.oracle) return ensureOracle(ctx);
+  if (v.oracle) return ensureOracle(ctx, sftModel);
   const { ranked, binary } = await ensurePreferences(ctx, sftModel, v.perturb, v.ratio);
   return v.loss === 'dpo' ? binary : ranked;
 }
@@ -426,7 +519,7 @@ async function ensureTrained(ctx: SeedContext, sftModel: string, v: Variant): Pr
       modelDir: sftModel,
       outputDir: runDir,
       loss: v.loss as MlpoLossKind,
-      learningRate: t.lr,
+      learningRate: v.oracle ? controlLr(ctx.c) : t.lr,
       epochs: t.epochs,
       batchPerDevice: t.batch,
       gamma: t.gamma,

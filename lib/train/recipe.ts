@@ -208,7 +208,7 @@ export function formatRecipe(s: RecipeSummary): string {
     '',
     c.worked === null
       ? 'Positive control: oracle DPO was not run.'
-      : `Positive control (oracle DPO, rejected = a one-attribute or absence swap made from the known scene): hallucination Δ ${formatDifference(c.hallucination)} → ${c.worked ? 'WORKED (interval below 0): the benchmark can detect a hallucination reduction' : 'DID NOT WORK: the benchmark cannot detect the effect at this size; read HSCR\u2019s numbers with that in mind'}.`,
+      : `Positive control (oracle DPO, rejected answers made or judged wrong against the known scene, config control.kind): hallucination Δ ${formatDifference(c.hallucination)} → ${c.worked ? 'WORKED (interval below 0): the benchmark can detect a hallucination reduction' : 'DID NOT WORK: the benchmark cannot detect the effect at this size; read HSCR\u2019s numbers with that in mind'}.`,
     `Differences whose 95% interval excludes 0: ${s.outsideIntervals.length ? s.outsideIntervals.join(', ') : 'none'}.`,
   );
   return out.join('\n');
