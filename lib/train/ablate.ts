@@ -489,7 +489,10 @@ async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<s
         const pair = onPolicyPair(r, answers[k], ctx.c.control.chosen);
         if (!pair) return;
         pairs.push(pair);
-        for (const w of pair.rejected[0].wrong) wrongKinds[w.split(':')[0]] = (wrongKinds[w.split(':')[0]] ?? 0) + 1;
+        for (const w of pair.rejected[0].wrong) {
+          const kind = w.split(':')[0];
+          wrongKinds[kind] = (wrongKinds[kind] ?? 0) + 1;
+        }
       });
     }
   } finally {
