@@ -7,7 +7,13 @@
  *   levels   (Table 4):   explicit-only vs implicit-only vs both
  *   strategy (Table 5):   how the degraded view is made: token / pixel / patch / latent
  *   ratio    (Table 6):   share of the visual input dropped: 0.3 / 0.5 / 0.7 / 0.9
- * Every stage skips work whose output is already there, so a stopped ablation continues where it was.
+ * Every stage (phantom data, init, pretraining, SFT, preference data, the oracle's data, each variant's
+ * training, evaluation, training-list accuracies and Figure 4) leaves a manifest (lib/pipeline/manifest.ts):
+ * `<out>/pipeline/phantom.manifest.json` and `<out>/seed-N/pipeline/<stage>.manifest.json`, holding the hash
+ * of the settings the stage uses and of its input files, and the hashes of its outputs. A stage whose manifest
+ * matches is skipped (a stopped ablation continues where it was; a rerun with the same config does nothing);
+ * any other — a setting it uses changed, an input changed (so everything downstream of a redone stage follows),
+ * an output edited, no manifest (killed, or a folder from before manifests) — is redone from scratch.
  *
  * The recipe follows the paper where the phantom benchmark allows: SFT on the VQA training split plus the
  * instruction split; HSCR preference data from the first `generate.limit` (the paper's 2,000) instruction
@@ -56,6 +62,7 @@ import { figure4Gaps, summarizeGaps, type GapItem } from '../eval/figure4';
 import { judgeAnswer, judgeRecords, judgeReport, type JudgeScores } from '../eval/judge';
 import { loadPredictions } from '../eval/predictions';
 import { formatRecipe, recipeSummary, type RecipeSummary } from './recipe';
+import { hashJson, hashPath, readManifest, staleReason, writeManifest } from '../pipeline/manifest';
 
 export type ControlKind = 'swap' | 'onPolicy';
 export type OnPolicyChosen = 'reference' | 'corrected';
@@ -245,6 +252,8 @@ export interface PhantomFiles {
   sft: string;
   /** Pretraining data: one caption per scan of the SFT data (alignment.ts). */
   alignment: string;
+  /** SFT data plus the alignment captions (pretrain.captionsInSft). */
+  sftCaptions: string;
   /** Preference source: the instruction training split (VQA train when there is none). */
   prefSource: string;
   instructTest?: string;
@@ -257,9 +266,76 @@ interface SeedContext {
   data: PhantomFiles & { testRecords: VqaRecord[]; instructRecords: VqaRecord[] };
   quiet: boolean;
   log: (line: string) => void;
+  hashes: HashMemo;
 }
 
-export async function ensurePhantom(c: AblationConfig, root: string): Promise<PhantomFiles> {
+/**
+ * One stage of the ablation: what it reads (`inputs`, files or folders, hashed), the settings it uses (only
+ * those, so that an unrelated change leaves it alone), what it leaves (`outputs`, hashed after it ran) and what
+ * to remove before redoing it. Its manifest lives in `<dir>/pipeline/<name>.manifest.json`.
+ */
+interface AblationStage {
+  name: string;
+  /** The log line's text ("seed 1: SFT"). */
+  label: string;
+  settings: unknown;
+  inputs: Record<string, string>;
+  /** Called before (are there outputs without a manifest?) and after the stage ran. */
+  outputs: () => Record<string, string>;
+  clear: string[];
+  run: () => Promise<void>;
+}
+
+/**
+ * Input hashes already computed in this run, by path: the SFT model and the test splits are inputs of a dozen
+ * stages each, and a rerun with nothing to do should hash them once. Emptied whenever a stage runs (it may
+ * have rewritten any of them).
+ */
+type HashMemo = Map<string, string>;
+
+function memoHash(memo: HashMemo, p: string): string {
+  let h = memo.get(p);
+  if (h === undefined) memo.set(p, (h = hashPath(p)));
+  return h;
+}
+
+/** Runs a stage unless its manifest matches (lib/pipeline/manifest.ts); true when it ran. */
+async function runStage(dir: string, log: (line: string) => void, memo: HashMemo, stage: AblationStage): Promise<boolean> {
+  const inputs = Object.fromEntries(Object.entries(stage.inputs).map(([k, p]) => [k, memoHash(memo, p)]));
+  const missing = Object.entries(inputs).find(([, h]) => h === 'missing');
+  if (missing) throw new HscrError(`${stage.label}: input ${missing[0]} (${stage.inputs[missing[0]]}) does not exist`, 'E_IO', stage.inputs[missing[0]]);
+  const key = hashJson({ settings: stage.settings, inputs });
+  const manifest = readManifest(dir, stage.name);
+  const reason = staleReason(manifest, key, inputs, dir);
+  if (reason === undefined) return false;
+  // Outputs without a manifest: a folder written before stages had manifests, or a run killed inside the stage.
+  const orphaned = !manifest && Object.values(stage.outputs()).some((p) => fs.existsSync(p));
+  log(`${stage.label} (${orphaned ? `outputs without a manifest, from an earlier hscr or a stopped run: redone; ${reason}` : reason})`);
+  memo.clear();
+  for (const p of stage.clear) fs.rmSync(p, { recursive: true, force: true });
+  const started = Date.now();
+  await stage.run();
+  const entries = (files: Record<string, string>, hashes: Record<string, string>, relative: boolean) =>
+    Object.fromEntries(Object.entries(files).map(([k, p]) => [k, { path: relative ? path.relative(dir, p) : p, sha256: hashes[k] ?? hashPath(p) }]));
+  writeManifest(dir, {
+    version: 1,
+    stage: stage.name,
+    key,
+    settings: stage.settings,
+    inputs: entries(stage.inputs, inputs, false),
+    outputs: entries(stage.outputs(), {}, true),
+    seconds: (Date.now() - started) / 1000,
+    finishedAt: new Date().toISOString(),
+  });
+  return true;
+}
+
+/**
+ * The phantom benchmark in `<root>/phantom`, redone whenever `phantom` settings change. The manifest hashes the
+ * JSONL splits and meta.json, not the thousands of images: the images follow from the same settings (the
+ * generator writes the same bytes for the same options), and hashing them would slow every rerun.
+ */
+export async function ensurePhantom(c: AblationConfig, root: string, log: (line: string) => void = () => undefined): Promise<PhantomFiles> {
   const dir = path.join(root, 'phantom');
   const train = path.join(dir, 'train.jsonl');
   const test = path.join(dir, 'test.jsonl');
@@ -267,20 +343,38 @@ export async function ensurePhantom(c: AblationConfig, root: string): Promise<Ph
   const instructTrain = path.join(dir, 'instruct-train.jsonl');
   const instructTest = path.join(dir, 'instruct-test.jsonl');
   const alignment = path.join(dir, 'alignment.jsonl');
-  if (!fs.existsSync(path.join(dir, 'meta.json'))) await generatePhantom({ outDir: dir, ...c.phantom, overwrite: true }); // no meta.json: an earlier run was cut short
-  if (!fs.existsSync(sft)) {
-    const parts = [train, instructTrain].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8'));
-    fs.writeFileSync(`${sft}.tmp`, parts.join(''));
-    fs.renameSync(`${sft}.tmp`, sft);
-  }
-  if (!fs.existsSync(alignment)) {
-    // Image paths relative to the folder, as in the other splits, so the folder can move.
-    const captions = alignmentRecords((await loadDataset(sft, { format: 'hscr' })).records).map((r) => ({ ...r, image: path.relative(dir, r.image) }));
-    fs.writeFileSync(`${alignment}.tmp`, captions.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    fs.renameSync(`${alignment}.tmp`, alignment);
-  }
+  const sftCaptions = path.join(dir, 'sft-captions.jsonl');
+  const outputs = () => Object.fromEntries(listDir(dir).filter((f) => f.endsWith('.jsonl') || f === 'meta.json').map((f) => [f, path.join(dir, f)]));
+  await runStage(root, log, new Map(), {
+    name: 'phantom',
+    label: 'phantom data',
+    settings: c.phantom,
+    inputs: {},
+    outputs,
+    clear: [dir],
+    run: async () => {
+      await generatePhantom({ outDir: dir, ...c.phantom, overwrite: true });
+      const parts = [train, instructTrain].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8'));
+      writeText(sft, parts.join(''));
+      // Image paths relative to the folder, as in the other splits, so the folder can move.
+      const captions = alignmentRecords((await loadDataset(sft, { format: 'hscr' })).records).map((r) => ({ ...r, image: path.relative(dir, r.image) }));
+      writeText(alignment, captions.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      // SFT data plus the alignment captions (pretrain.captionsInSft), both with paths relative to the folder.
+      writeText(sftCaptions, fs.readFileSync(sft, 'utf8') + fs.readFileSync(alignment, 'utf8'));
+    },
+  });
   const hasInstruct = fs.existsSync(instructTrain) && c.phantom.instruct.train > 0;
-  return { train, test, sft, alignment, prefSource: hasInstruct ? instructTrain : train, ...(fs.existsSync(instructTest) && c.phantom.instruct.test > 0 ? { instructTest } : {}) };
+  return { train, test, sft, alignment, sftCaptions, prefSource: hasInstruct ? instructTrain : train, ...(fs.existsSync(instructTest) && c.phantom.instruct.test > 0 ? { instructTest } : {}) };
+}
+
+function listDir(dir: string): string[] {
+  return fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
+}
+
+/** Whole or not at all (temp + rename). */
+function writeText(file: string, text: string): void {
+  fs.writeFileSync(`${file}.tmp`, text);
+  fs.renameSync(`${file}.tmp`, file);
 }
 
 /**
@@ -303,37 +397,51 @@ export async function pretrainVision(p: AblationConfig['pretrain'], alignmentFil
 async function ensurePretrained(ctx: SeedContext, init: string): Promise<string> {
   if (ctx.c.pretrain.epochs === 0) return init;
   const dir = path.join(ctx.dir, 'pretrain');
-  if (!fs.existsSync(path.join(finalModelDir(dir), 'model.safetensors'))) ctx.log(`seed ${ctx.seed}: vision-alignment pretraining`);
-  return pretrainVision(ctx.c.pretrain, ctx.data.alignment, init, dir, ctx.seed, ctx.quiet);
+  const { epochs, lr, batch } = ctx.c.pretrain;
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: 'pretrain',
+    label: `seed ${ctx.seed}: vision-alignment pretraining`,
+    settings: { epochs, lr, batch, seed: ctx.seed },
+    inputs: { init, captions: ctx.data.alignment },
+    outputs: () => ({ model: finalModelDir(dir) }),
+    clear: [dir],
+    run: async () => void (await pretrainVision(ctx.c.pretrain, ctx.data.alignment, init, dir, ctx.seed, ctx.quiet)),
+  });
+  return finalModelDir(dir);
 }
 
 async function ensureSft(ctx: SeedContext): Promise<string> {
   const init = path.join(ctx.dir, 'init');
   const sft = path.join(ctx.dir, 'sft');
   const model = finalModelDir(sft);
-  if (!fs.existsSync(path.join(init, 'model.safetensors'))) await initModel({ preset: ctx.c.preset, out: init, seed: ctx.seed, overwrite: true });
-  if (fs.existsSync(path.join(model, 'model.safetensors'))) return model;
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: 'init',
+    label: `seed ${ctx.seed}: initial model`,
+    settings: { preset: ctx.c.preset, seed: ctx.seed },
+    inputs: {},
+    outputs: () => ({ model: init }),
+    clear: [init],
+    run: async () => void (await initModel({ preset: ctx.c.preset, out: init, seed: ctx.seed, overwrite: true })),
+  });
   const start = await ensurePretrained(ctx, init);
-  ctx.log(`seed ${ctx.seed}: SFT`);
   const s = ctx.c.sft;
-  await runSft({
-    config: { modelDir: start, outputDir: sft, finetune: s.finetune, learningRate: s.lr, epochs: s.epochs, batchPerDevice: s.batch, seed: ctx.seed, saveSteps: 0 },
-    data: ctx.c.pretrain.captionsInSft ? sftWithCaptions(ctx.data) : ctx.data.sft,
-    quiet: ctx.quiet,
-    overwrite: true,
+  const data = ctx.c.pretrain.captionsInSft ? ctx.data.sftCaptions : ctx.data.sft;
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: 'sft',
+    label: `seed ${ctx.seed}: SFT`,
+    settings: { ...s, seed: ctx.seed },
+    inputs: { model: start, data },
+    outputs: () => ({ model }),
+    clear: [sft],
+    run: async () =>
+      void (await runSft({
+        config: { modelDir: start, outputDir: sft, finetune: s.finetune, learningRate: s.lr, epochs: s.epochs, batchPerDevice: s.batch, seed: ctx.seed, saveSteps: 0 },
+        data,
+        quiet: ctx.quiet,
+        overwrite: true,
+      })),
   });
   return model;
-}
-
-/** SFT data plus the alignment captions, one file beside them (both hold paths relative to the folder). */
-function sftWithCaptions(files: PhantomFiles): string {
-  const file = path.join(path.dirname(files.sft), 'sft-captions.jsonl');
-  if (fs.existsSync(file)) return file;
-  // Seeds run side by side may both write it: the same bytes, each through its own temporary file.
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, fs.readFileSync(files.sft, 'utf8') + fs.readFileSync(files.alignment, 'utf8'));
-  fs.renameSync(tmp, file);
-  return file;
 }
 
 /** What the note reports about the preference data: answers per list before/after re-ranking, replaced tokens per answer. */
@@ -378,17 +486,23 @@ async function ensurePreferences(ctx: SeedContext, sftModel: string, perturb: St
   const prefs = path.join(dir, 'prefs.jsonl');
   const ranked = path.join(dir, 'ranked.jsonl');
   const binary = path.join(dir, 'binary.jsonl');
-  const done = path.join(dir, 'done');
-  if (fs.existsSync(done)) return { ranked, binary };
-  ctx.log(`seed ${ctx.seed}: preference data (${perturb}, ratio ${ratio})`);
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(dir, { recursive: true });
   const g = ctx.c.generate;
-  const generated = await generateFile(sftModel, ctx.data.prefSource, prefs, { k: g.k, n: g.n, beta: g.beta, ratio, perturb, seed: ctx.seed, batchSize: g.batch, limit: g.limit, quiet: true });
-  const reranked = await rerankFile(prefs, ranked, { j: ctx.c.rerank.j, minGap: ctx.c.rerank.minGap, gapScale: ctx.c.rerank.gapScale, mode: 'ranked', quiet: true });
-  await rerankFile(prefs, binary, { mode: 'binary', quiet: true });
-  fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify(preferenceStats(prefs, ranked, generated.candidatesHistogram, reranked.keptHistogram), null, 2)}\n`);
-  fs.writeFileSync(done, '');
+  const r = ctx.c.rerank;
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: `prefs-${perturb}-${ratio}`,
+    label: `seed ${ctx.seed}: preference data (${perturb}, ratio ${ratio})`,
+    settings: { k: g.k, n: g.n, beta: g.beta, ratio, perturb, seed: ctx.seed, batch: g.batch, limit: g.limit, j: r.j, minGap: r.minGap, gapScale: r.gapScale },
+    inputs: { model: sftModel, source: ctx.data.prefSource },
+    outputs: () => ({ prefs, ranked, binary, stats: path.join(dir, 'stats.json') }),
+    clear: [dir],
+    run: async () => {
+      fs.mkdirSync(dir, { recursive: true });
+      const generated = await generateFile(sftModel, ctx.data.prefSource, prefs, { k: g.k, n: g.n, beta: g.beta, ratio, perturb, seed: ctx.seed, batchSize: g.batch, limit: g.limit, quiet: true });
+      const reranked = await rerankFile(prefs, ranked, { j: r.j, minGap: r.minGap, gapScale: r.gapScale, mode: 'ranked', quiet: true });
+      await rerankFile(prefs, binary, { mode: 'binary', quiet: true });
+      fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify(preferenceStats(prefs, ranked, generated.candidatesHistogram, reranked.keptHistogram), null, 2)}\n`);
+    },
+  });
   return { ranked, binary };
 }
 
@@ -400,14 +514,30 @@ async function ensurePreferences(ctx: SeedContext, sftModel: string, perturb: St
  * as lesion-free (a false-negative hallucination): one-word swaps never deny a lesion, and DPO on them alone
  * drives the tiny model to answer "there is no lesion" everywhere (validation: PHANTOM_RECIPE_DEFAULTS).
  * With `control.kind: 'onPolicy'` the pairs come from the SFT model's own answers instead (onPolicyOracleFile).
+ * Each kind has its own folder and manifest, so switching kinds back and forth reuses what each made.
  */
 async function ensureOracle(ctx: SeedContext, sftModel: string): Promise<string> {
   if (ctx.c.control.kind === 'onPolicy') return onPolicyOracleFile(ctx, sftModel);
-  const dir = path.join(ctx.dir, 'prefs', ctx.c.control.absenceSwaps ? 'oracle-absence' : 'oracle');
+  const name = ctx.c.control.absenceSwaps ? 'oracle-absence' : 'oracle';
+  const dir = path.join(ctx.dir, 'prefs', name);
   const file = path.join(dir, 'binary.jsonl');
-  if (fs.existsSync(file)) return file;
-  fs.mkdirSync(dir, { recursive: true });
-  const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c));
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: `prefs-${name}`,
+    label: `seed ${ctx.seed}: oracle data (${name})`,
+    // The swaps are made from the known scene: the SFT model is no input.
+    settings: { kind: 'swap', absenceSwaps: ctx.c.control.absenceSwaps, limit: controlLimit(ctx.c), seed: ctx.seed },
+    inputs: { source: ctx.data.prefSource },
+    outputs: () => ({ binary: file }),
+    clear: [dir],
+    run: async () => {
+      fs.mkdirSync(dir, { recursive: true });
+      writeText(file, swapOracleLines(ctx, (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c))).join('\n') + '\n');
+    },
+  });
+  return file;
+}
+
+function swapOracleLines(ctx: SeedContext, records: VqaRecord[]): string[] {
   const lines: string[] = [];
   records.forEach((r, i) => {
     if (!r.scene) return;
@@ -422,9 +552,7 @@ async function ensureOracle(ctx: SeedContext, sftModel: string): Promise<string>
     }
     lines.push(JSON.stringify({ id: r.id, image: r.image, question: r.question, chosen: r.answer, answer_type: r.answer_type, rejected: [{ ...rejected, similarity: 0 }] }));
   });
-  fs.writeFileSync(`${file}.tmp`, lines.join('\n') + '\n');
-  fs.renameSync(`${file}.tmp`, file);
-  return file;
+  return lines;
 }
 
 /** The number of preference entries the oracle control draws from (control.limit, else generate.limit). */
@@ -472,11 +600,23 @@ export function onPolicyPair(record: VqaRecord, answer: string, chosen: OnPolicy
  * how many entries got a pair and which claim kinds were wrong.
  */
 async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<string> {
-  const dir = path.join(ctx.dir, 'prefs', ctx.c.control.chosen === 'corrected' ? 'oracle-onpolicy-corrected' : 'oracle-onpolicy');
+  const name = ctx.c.control.chosen === 'corrected' ? 'oracle-onpolicy-corrected' : 'oracle-onpolicy';
+  const dir = path.join(ctx.dir, 'prefs', name);
   const file = path.join(dir, 'binary.jsonl');
-  if (fs.existsSync(file)) return file;
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: `prefs-${name}`,
+    label: `seed ${ctx.seed}: on-policy oracle data (SFT answers, judged)`,
+    settings: { kind: 'onPolicy', chosen: ctx.c.control.chosen, limit: controlLimit(ctx.c), maxNewTokens: ctx.c.eval.maxNewTokens, batch: ctx.c.eval.batch },
+    inputs: { model: sftModel, source: ctx.data.prefSource },
+    outputs: () => ({ binary: file, stats: path.join(dir, 'stats.json') }),
+    clear: [dir],
+    run: () => writeOnPolicyPairs(ctx, sftModel, dir, file),
+  });
+  return file;
+}
+
+async function writeOnPolicyPairs(ctx: SeedContext, sftModel: string, dir: string, file: string): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
-  ctx.log(`seed ${ctx.seed}: on-policy oracle data (SFT answers, judged)`);
   const records = (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c));
   const predictor = await loadPredictor(sftModel, undefined, { maxNewTokens: ctx.c.eval.maxNewTokens });
   const pairs: OnPolicyPair[] = [];
@@ -499,9 +639,7 @@ async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<s
     predictor.dispose();
   }
   fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify({ entries: records.length, pairs: pairs.length, corrected: pairs.filter((p) => p.corrected).length, wrongClaimsByKind: wrongKinds }, null, 2)}\n`);
-  fs.writeFileSync(`${file}.tmp`, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
-  fs.renameSync(`${file}.tmp`, file);
-  return file;
+  writeText(file, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
 }
 
 /** The preference file a variant trains on, and where its reference log-probs are cached. */
@@ -513,62 +651,85 @@ async function preferenceFile(ctx: SeedContext, sftModel: string, v: Variant): P
 
 async function ensureTrained(ctx: SeedContext, sftModel: string, v: Variant): Promise<string> {
   const runDir = path.join(ctx.dir, 'runs', v.key);
-  if (hasAdapter(runDir)) return finalAdapterDir(runDir);
   const prefsFile = await preferenceFile(ctx, sftModel, v);
-  ctx.log(`seed ${ctx.seed}: train ${v.key} (${v.loss})`);
   const t = ctx.c.train;
-  await runMlpo({
-    config: {
-      modelDir: sftModel,
-      outputDir: runDir,
-      loss: v.loss as MlpoLossKind,
-      learningRate: v.oracle ? controlLr(ctx.c) : t.lr,
-      epochs: t.epochs,
-      batchPerDevice: t.batch,
-      gamma: t.gamma,
-      lora: { r: t.loraR, alpha: t.loraAlpha, dropout: t.loraDropout },
-      maxRejected: ctx.c.rerank.j,
-      seed: ctx.seed,
-      saveSteps: 0,
-      referenceCacheDir: path.dirname(prefsFile),
-    },
-    prefs: prefsFile,
-    quiet: ctx.quiet,
-    overwrite: true,
+  const config = {
+    loss: v.loss as MlpoLossKind,
+    learningRate: v.oracle ? controlLr(ctx.c) : t.lr,
+    epochs: t.epochs,
+    batchPerDevice: t.batch,
+    gamma: t.gamma,
+    lora: { r: t.loraR, alpha: t.loraAlpha, dropout: t.loraDropout },
+    maxRejected: ctx.c.rerank.j,
+    seed: ctx.seed,
+  };
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: `train-${v.key}`,
+    label: `seed ${ctx.seed}: train ${v.key} (${v.loss})`,
+    settings: config,
+    inputs: { model: sftModel, prefs: prefsFile },
+    outputs: () => ({ adapter: finalAdapterDir(runDir) }),
+    clear: [runDir],
+    run: async () =>
+      void (await runMlpo({
+        // The reference log-probs are cached beside the preferences, keyed by the file's and the model's hashes.
+        config: { ...config, modelDir: sftModel, outputDir: runDir, saveSteps: 0, referenceCacheDir: path.dirname(prefsFile) },
+        prefs: prefsFile,
+        quiet: ctx.quiet,
+        overwrite: true,
+      })),
   });
   return finalAdapterDir(runDir);
+}
+
+/** Model inputs of an evaluation-like stage: the SFT model, and the adapter when the variant has one. */
+function modelInputs(sftModel: string, adapterDir: string | undefined): Record<string, string> {
+  return { model: sftModel, ...(adapterDir ? { adapter: adapterDir } : {}) };
 }
 
 async function ensureEvaluated(ctx: SeedContext, sftModel: string, v: Variant, adapterDir?: string): Promise<EvaluationResult> {
   const outDir = path.join(ctx.dir, 'eval', v.key);
   const resultsFile = path.join(outDir, 'results.json');
-  if (fs.existsSync(resultsFile)) return JSON.parse(fs.readFileSync(resultsFile, 'utf8')) as EvaluationResult;
-  ctx.log(`seed ${ctx.seed}: evaluate ${v.key}`);
-  const predictor = await loadPredictor(sftModel, adapterDir, { loadAdapter: applyAdapter, maxNewTokens: ctx.c.eval.maxNewTokens });
-  try {
-    fs.rmSync(outDir, { recursive: true, force: true });
-    // VQA first, instruction prompts after: batches of short and of long answers stay apart.
-    return await evaluate([...ctx.data.testRecords, ...ctx.data.instructRecords], predictor, { batchSize: ctx.c.eval.batch, variant: ctx.c.eval.variant, outDir, name: v.label });
-  } finally {
-    predictor.dispose();
-  }
+  const predictionsFile = path.join(outDir, 'predictions.jsonl');
+  const e = ctx.c.eval;
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: `eval-${v.key}`,
+    label: `seed ${ctx.seed}: evaluate ${v.key}`,
+    settings: { batch: e.batch, maxNewTokens: e.maxNewTokens, variant: e.variant },
+    inputs: { ...modelInputs(sftModel, adapterDir), test: ctx.data.test, ...(ctx.data.instructTest ? { instructTest: ctx.data.instructTest } : {}) },
+    outputs: () => ({ results: resultsFile, predictions: predictionsFile }),
+    // Only its own files: Figure 4's beside them are another stage's.
+    clear: [resultsFile, predictionsFile],
+    run: async () => {
+      const predictor = await loadPredictor(sftModel, adapterDir, { loadAdapter: applyAdapter, maxNewTokens: e.maxNewTokens });
+      try {
+        // VQA first, instruction prompts after: batches of short and of long answers stay apart.
+        await evaluate([...ctx.data.testRecords, ...ctx.data.instructRecords], predictor, { batchSize: e.batch, variant: e.variant, outDir, name: v.label });
+      } finally {
+        predictor.dispose();
+      }
+    },
+  });
+  return JSON.parse(fs.readFileSync(resultsFile, 'utf8')) as EvaluationResult;
 }
 
 /** Reward accuracies of the trained adapter over its whole training list (the last step alone is a handful of samples). */
 async function trainingAccuracies(ctx: SeedContext, sftModel: string, v: Variant, adapterDir: string): Promise<Pick<VariantScore, 'explicitAccuracy' | 'implicitAccuracy'>> {
   const file = path.join(path.dirname(adapterDir), 'preference_accuracy.json');
-  if (!fs.existsSync(file)) {
-    const prefs = await preferenceFile(ctx, sftModel, v);
-    const prefsDir = path.dirname(prefs);
-    const acc = await preferenceFileAccuracy(sftModel, adapterDir, prefs, {
-      loss: v.loss as MlpoLossKind,
-      maxRejected: ctx.c.rerank.j,
-      gamma: ctx.c.train.gamma,
-      pairWeighting: 'sum',
-      referenceCacheDir: prefsDir,
-    });
-    fs.writeFileSync(file, `${JSON.stringify(acc, null, 2)}\n`);
-  }
+  const prefs = await preferenceFile(ctx, sftModel, v);
+  const settings = { loss: v.loss as MlpoLossKind, maxRejected: ctx.c.rerank.j, gamma: ctx.c.train.gamma, pairWeighting: 'sum' as const };
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: `accuracy-${v.key}`,
+    label: `seed ${ctx.seed}: training-list accuracies ${v.key}`,
+    settings,
+    inputs: { ...modelInputs(sftModel, adapterDir), prefs },
+    outputs: () => ({ accuracy: file }),
+    clear: [file],
+    run: async () => {
+      const acc = await preferenceFileAccuracy(sftModel, adapterDir, prefs, { ...settings, referenceCacheDir: path.dirname(prefs) });
+      fs.writeFileSync(file, `${JSON.stringify(acc, null, 2)}\n`);
+    },
+  });
   const acc = JSON.parse(fs.readFileSync(file, 'utf8')) as { explicit: number | null; implicit: number | null };
   return { explicitAccuracy: acc.explicit ?? undefined, implicitAccuracy: acc.implicit ?? undefined };
 }
@@ -580,21 +741,27 @@ async function trainingAccuracies(ctx: SeedContext, sftModel: string, v: Variant
  * difference is the part the image accounts for, which is what "image reliance" means here.
  */
 async function ensureGaps(ctx: SeedContext, sftModel: string, v: Variant, adapterDir: string | undefined): Promise<GapItem[] | undefined> {
-  if (!ctx.c.eval.figure4 || ctx.data.instructRecords.length === 0) return undefined;
+  if (!ctx.c.eval.figure4 || !ctx.data.instructTest || ctx.data.instructRecords.length === 0) return undefined;
   const dir = path.join(ctx.dir, 'eval', v.key);
   const file = path.join(dir, 'figure4.json');
   const blankFile = path.join(dir, 'figure4.blank.json');
-  if (!fs.existsSync(file)) {
-    ctx.log(`seed ${ctx.seed}: figure 4 ${v.key}`);
-    const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords, { adapterDir, loadAdapter: applyAdapter });
-    fs.writeFileSync(file, `${JSON.stringify(gaps)}\n`);
-  }
-  if (!fs.existsSync(blankFile)) {
-    ctx.log(`seed ${ctx.seed}: figure 4 ${v.key}, blank image`);
-    const blank = await writeBlankImage(path.join(dir, 'figure4.blank.png'), ctx.c.phantom.size);
-    const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords.map((r) => ({ ...r, image: blank })), { adapterDir, loadAdapter: applyAdapter });
-    fs.writeFileSync(blankFile, `${JSON.stringify(gaps)}\n`);
-  }
+  const blankImage = path.join(dir, 'figure4.blank.png');
+  await runStage(ctx.dir, ctx.log, ctx.hashes, {
+    name: `figure4-${v.key}`,
+    label: `seed ${ctx.seed}: figure 4 ${v.key} (real and blank image)`,
+    settings: { blankSize: ctx.c.phantom.size },
+    inputs: { ...modelInputs(sftModel, adapterDir), instructTest: ctx.data.instructTest },
+    outputs: () => ({ gaps: file, blankGaps: blankFile }),
+    clear: [file, blankFile, blankImage],
+    run: async () => {
+      fs.mkdirSync(dir, { recursive: true });
+      const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords, { adapterDir, loadAdapter: applyAdapter });
+      fs.writeFileSync(file, `${JSON.stringify(gaps)}\n`);
+      const blank = await writeBlankImage(blankImage, ctx.c.phantom.size);
+      const blankGaps = await figure4Gaps(sftModel, ctx.data.instructRecords.map((r) => ({ ...r, image: blank })), { adapterDir, loadAdapter: applyAdapter });
+      fs.writeFileSync(blankFile, `${JSON.stringify(blankGaps)}\n`);
+    },
+  });
   return JSON.parse(fs.readFileSync(file, 'utf8')) as GapItem[];
 }
 
@@ -675,14 +842,14 @@ export async function runAblation(o: AblationOptions): Promise<AblationResult> {
   if (!tables.every((t) => TABLE_NAMES.includes(t))) throw new HscrError(`--only must list some of ${TABLE_NAMES.join(', ')}`, 'E_ARG', o.only);
   const root = path.resolve(o.outDir ?? c.out);
   const log = o.log ?? ((line: string) => (o.quiet ? undefined : process.stderr.write(`ablate: ${line}\n`)));
-  const files = await ensurePhantom(c, root);
+  const files = await ensurePhantom(c, root, log);
   const testRecords = (await loadDataset(files.test, { format: 'hscr' })).records;
   const instructRecords = files.instructTest ? (await loadDataset(files.instructTest, { format: 'hscr' })).records : [];
   const rows = tableRows(c);
   const variants = [...new Map(tables.flatMap((t) => rows[t]).map((v) => [v.key, v])).values()];
   const scores: VariantScore[] = [];
   for (const seed of c.seeds) {
-    const ctx: SeedContext = { c, seed, dir: path.join(root, `seed-${seed}`), data: { ...files, testRecords, instructRecords }, quiet: o.quiet ?? false, log };
+    const ctx: SeedContext = { c, seed, dir: path.join(root, `seed-${seed}`), data: { ...files, testRecords, instructRecords }, quiet: o.quiet ?? false, log, hashes: new Map() };
     const sftModel = await ensureSft(ctx);
     for (const v of variants) scores.push(await scoreVariant(ctx, sftModel, v));
     fs.writeFileSync(path.join(root, 'ablation.json'), `${JSON.stringify({ config: c, scores }, null, 2)}\n`);
