@@ -1,0 +1,116 @@
+/**
+ * `hscr ablate` / `hscr demo` reuse a stage's outputs only when its manifest says they were made with the
+ * settings the stage uses now and from the same inputs (lib/pipeline/manifest.ts): a rerun with the same
+ * config does nothing, a changed setting redoes its stage and what depends on it, and nothing else; a folder
+ * without manifests (an earlier hscr) is redone with a log line that says why.
+ */
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { runAblation } from '../lib/train/ablate';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-ablate-manifests-'));
+t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const root = path.join(tmp, 'run');
+const seedDir = path.join(root, 'seed-1');
+
+// Tiny sizes: every stage of the main table runs, in about 20 s on one core.
+const base = {
+  seeds: [1],
+  phantom: { train: 48, test: 16, val: 0, seed: 7, size: 64, instruct: { train: 24, val: 0, test: 8 } },
+  pretrain: { epochs: 1, batch: 8 },
+  sft: { epochs: 1, batch: 8 },
+  generate: { k: 2, n: 4, batch: 8, limit: 8 },
+  train: { epochs: 1, batch: 4 },
+  eval: { batch: 16, maxNewTokens: 16, bootstrap: 100 },
+  control: { limit: 8, lr: null },
+  tables: ['main'],
+};
+type Config = typeof base;
+
+async function ablate(config: Config): Promise<string[]> {
+  const lines: string[] = [];
+  await runAblation({ config, outDir: root, quiet: true, log: (l) => lines.push(l) });
+  return lines;
+}
+
+const sha = (file: string) => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+const adapter = (key: string) => path.join(seedDir, 'runs', key, 'adapter', 'adapter_model.safetensors');
+const watched = () => ({
+  sft: path.join(seedDir, 'sft', 'model', 'model.safetensors'),
+  dpo: adapter('dpo'),
+  hscr: adapter('hscr'),
+  oracle: adapter('oracle'),
+  ...Object.fromEntries(['sft', 'dpo', 'hscr', 'oracle'].map((k) => [`eval ${k}`, path.join(seedDir, 'eval', k, 'results.json')])),
+});
+const mtimes = () => Object.fromEntries(Object.entries(watched()).map(([k, f]) => [k, fs.statSync(f).mtimeMs]));
+/** The stage part of each log line: "seed 1: train oracle (dpo) (settings changed)" → "train oracle". */
+const stageOf = (line: string) => line.replace(/^seed \d+: /, '').replace(/ \(.*$/, '');
+
+t.test('a rerun with the same config skips every stage', async (t) => {
+  const first = await ablate(base);
+  t.ok(first.some((l) => l.startsWith('seed 1: SFT')) && first.some((l) => l.startsWith('phantom data')), 'the first run ran the stages');
+  t.equal(first.filter((l) => l.startsWith('seed 1: train ')).length, 3, 'dpo, oracle and hscr trained');
+  const before = mtimes();
+  t.same(await ablate(base), [], 'no stage line the second time');
+  t.same(mtimes(), before, 'no model, adapter or result rewritten');
+  t.ok(fs.existsSync(path.join(root, 'pipeline', 'phantom.manifest.json')), 'the data manifest in <out>/pipeline');
+  t.ok(fs.existsSync(path.join(seedDir, 'pipeline', 'train-hscr.manifest.json')), "a seed's manifests in <out>/seed-N/pipeline");
+});
+
+t.test('eval.bootstrap (only the tables use it) reruns no stage', async (t) => {
+  const before = mtimes();
+  t.same(await ablate({ ...base, eval: { ...base.eval, bootstrap: 150 } }), [], 'no stage line');
+  t.same(mtimes(), before, 'nothing retrained or re-evaluated');
+});
+
+t.test('control.limit redoes only the oracle: its data, training, accuracies, evaluation, Figure 4', async (t) => {
+  const before = mtimes();
+  const oracleBefore = sha(adapter('oracle'));
+  const pairsBefore = fs.readFileSync(path.join(seedDir, 'prefs', 'oracle-absence', 'binary.jsonl'), 'utf8').trim().split('\n').length;
+  const lines = await ablate({ ...base, control: { ...base.control, limit: 20 } });
+  t.same(lines.map(stageOf).sort(), ['evaluate oracle', 'figure 4 oracle', 'oracle data', 'train oracle', 'training-list accuracies oracle'], lines.join('\n'));
+  t.match(lines.find((l) => l.includes('oracle data')), /settings changed/, 'the reason: its settings changed');
+  t.match(lines.find((l) => l.includes('train oracle')), /inputs changed: prefs/, 'training follows from its new input');
+  const pairsAfter = fs.readFileSync(path.join(seedDir, 'prefs', 'oracle-absence', 'binary.jsonl'), 'utf8').trim().split('\n').length;
+  t.ok(pairsAfter > pairsBefore, `oracle pairs ${pairsBefore} → ${pairsAfter}`);
+  t.not(sha(adapter('oracle')), oracleBefore, 'a different oracle adapter');
+  const after = mtimes();
+  for (const k of ['sft', 'dpo', 'hscr', 'eval sft', 'eval dpo', 'eval hscr']) t.equal(after[k], before[k], `${k} untouched`);
+  t.ok(after['eval oracle'] > before['eval oracle'], 'the oracle re-evaluated');
+});
+
+t.test('phantom.instruct.test: new prompts, every evaluation redone, no training (the training splits are the same bytes)', async (t) => {
+  const cfg = { ...base, control: { ...base.control, limit: 20 } };
+  const data = (f: string) => path.join(root, 'phantom', f);
+  const trainingData = ['train.jsonl', 'instruct-train.jsonl', 'sft.jsonl', 'alignment.jsonl', 'sft-captions.jsonl'];
+  const shasBefore = trainingData.map((f) => sha(data(f)));
+  const before = mtimes();
+  const lines = await ablate({ ...cfg, phantom: { ...cfg.phantom, instruct: { ...cfg.phantom.instruct, test: 12 } } });
+  t.equal(fs.readFileSync(data('instruct-test.jsonl'), 'utf8').trim().split('\n').length, 12, '12 instruction test prompts');
+  t.same(trainingData.map((f) => sha(data(f))), shasBefore, 'training splits byte for byte the same');
+  const expected = ['phantom data', ...['sft', 'dpo', 'oracle', 'hscr'].flatMap((k) => [`evaluate ${k}`, `figure 4 ${k}`])];
+  t.same(lines.map(stageOf).sort(), expected.sort(), lines.join('\n'));
+  t.match(lines.find((l) => l.includes('evaluate sft')), /inputs changed: instructTest/);
+  const after = mtimes();
+  for (const k of ['sft', 'dpo', 'hscr', 'oracle']) t.equal(after[k], before[k], `${k} not retrained`);
+  const predictions = fs.readFileSync(path.join(seedDir, 'eval', 'hscr', 'predictions.jsonl'), 'utf8').trim().split('\n');
+  t.equal(predictions.length, 16 + 12, 'predictions for 16 VQA + 12 instruction items');
+});
+
+t.test('a folder without manifests (an earlier hscr) is redone, with a line naming the stage and why', async (t) => {
+  const cfg = { ...base, control: { ...base.control, limit: 20 }, phantom: { ...base.phantom, instruct: { ...base.phantom.instruct, test: 12 } } };
+  fs.rmSync(path.join(root, 'pipeline'), { recursive: true });
+  fs.rmSync(path.join(seedDir, 'pipeline'), { recursive: true });
+  const before = mtimes();
+  const lines = await ablate(cfg);
+  for (const stage of ['phantom data', 'initial model', 'vision-alignment pretraining', 'SFT', 'train hscr', 'evaluate hscr']) {
+    const line = lines.find((l) => stageOf(l) === stage);
+    t.match(line, /outputs without a manifest, from an earlier hscr or a stopped run: redone; not finished before/, `${stage}: ${line}`);
+  }
+  const after = mtimes();
+  for (const k of Object.keys(before)) t.ok(after[k] > before[k], `${k} rewritten`);
+  t.same(await ablate(cfg), [], 'and then reused');
+});
