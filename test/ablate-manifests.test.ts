@@ -9,7 +9,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { runAblation } from '../lib/train/ablate';
+import { ABLATION_DEFAULTS, runAblation } from '../lib/train/ablate';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hscr-ablate-manifests-'));
 t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -23,12 +23,14 @@ const base = {
   pretrain: { epochs: 1, batch: 8 },
   sft: { epochs: 1, batch: 8 },
   generate: { k: 2, n: 4, batch: 8, limit: 8 },
-  train: { epochs: 1, batch: 4 },
+  train: { lr: ABLATION_DEFAULTS.train.lr, epochs: 1, batch: 4 },
   eval: { batch: 16, maxNewTokens: 16, bootstrap: 100 },
-  control: { limit: 8, lr: null },
+  control: { limit: 8, lr: null as number | null },
   tables: ['main'],
 };
 type Config = typeof base;
+/** Each test starts from the config the one before left the folder in. */
+let current: Config = base;
 
 async function ablate(config: Config): Promise<string[]> {
   const lines: string[] = [];
@@ -70,7 +72,8 @@ t.test('control.limit redoes only the oracle: its data, training, accuracies, ev
   const before = mtimes();
   const oracleBefore = sha(adapter('oracle'));
   const pairsBefore = fs.readFileSync(path.join(seedDir, 'prefs', 'oracle-absence', 'binary.jsonl'), 'utf8').trim().split('\n').length;
-  const lines = await ablate({ ...base, control: { ...base.control, limit: 20 } });
+  current = { ...current, control: { ...current.control, limit: 20 } };
+  const lines = await ablate(current);
   t.same(lines.map(stageOf).sort(), ['evaluate oracle', 'figure 4 oracle', 'oracle data', 'train oracle', 'training-list accuracies oracle'], lines.join('\n'));
   t.match(lines.find((l) => l.includes('oracle data')), /settings changed/, 'the reason: its settings changed');
   t.match(lines.find((l) => l.includes('train oracle')), /inputs changed: prefs/, 'training follows from its new input');
@@ -82,13 +85,28 @@ t.test('control.limit redoes only the oracle: its data, training, accuracies, ev
   t.ok(after['eval oracle'] > before['eval oracle'], 'the oracle re-evaluated');
 });
 
+t.test("train.lr: DPO and HSCR retrain; the oracle only when its own lr (control.lr, else train.lr) changed", async (t) => {
+  const lr = ABLATION_DEFAULTS.train.lr;
+  current = { ...current, control: { ...current.control, lr } };
+  t.same(await ablate(current), [], 'control.lr set to the value train.lr gave it: the same oracle, nothing redone');
+  const before = mtimes();
+  current = { ...current, train: { ...current.train, lr: 2 * lr } };
+  const lines = await ablate(current);
+  const expected = ['dpo', 'hscr'].flatMap((k) => [`train ${k}`, `training-list accuracies ${k}`, `evaluate ${k}`, `figure 4 ${k}`]);
+  t.same(lines.map(stageOf).sort(), expected.sort(), lines.join('\n'));
+  const after = mtimes();
+  for (const k of ['sft', 'oracle', 'eval sft', 'eval oracle']) t.equal(after[k], before[k], `${k} untouched`);
+  for (const k of ['dpo', 'hscr']) t.ok(after[k] > before[k], `${k} retrained`);
+});
+
 t.test('phantom.instruct.test: new prompts, every evaluation redone, no training (the training splits are the same bytes)', async (t) => {
-  const cfg = { ...base, control: { ...base.control, limit: 20 } };
+  const cfg = current;
   const data = (f: string) => path.join(root, 'phantom', f);
   const trainingData = ['train.jsonl', 'instruct-train.jsonl', 'sft.jsonl', 'alignment.jsonl', 'sft-captions.jsonl'];
   const shasBefore = trainingData.map((f) => sha(data(f)));
   const before = mtimes();
-  const lines = await ablate({ ...cfg, phantom: { ...cfg.phantom, instruct: { ...cfg.phantom.instruct, test: 12 } } });
+  current = { ...cfg, phantom: { ...cfg.phantom, instruct: { ...cfg.phantom.instruct, test: 12 } } };
+  const lines = await ablate(current);
   t.equal(fs.readFileSync(data('instruct-test.jsonl'), 'utf8').trim().split('\n').length, 12, '12 instruction test prompts');
   t.same(trainingData.map((f) => sha(data(f))), shasBefore, 'training splits byte for byte the same');
   const expected = ['phantom data', ...['sft', 'dpo', 'oracle', 'hscr'].flatMap((k) => [`evaluate ${k}`, `figure 4 ${k}`])];
@@ -101,7 +119,7 @@ t.test('phantom.instruct.test: new prompts, every evaluation redone, no training
 });
 
 t.test('a folder without manifests (an earlier hscr) is redone, with a line naming the stage and why', async (t) => {
-  const cfg = { ...base, control: { ...base.control, limit: 20 }, phantom: { ...base.phantom, instruct: { ...base.phantom.instruct, test: 12 } } };
+  const cfg = current;
   fs.rmSync(path.join(root, 'pipeline'), { recursive: true });
   fs.rmSync(path.join(seedDir, 'pipeline'), { recursive: true });
   const before = mtimes();
