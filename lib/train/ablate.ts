@@ -52,7 +52,7 @@ import { loadPredictor } from '../model/predictor';
 import { rerankFile, type GapScale } from '../rerank/rerank';
 import { applyAdapter } from './adapter';
 import type { MlpoLossKind } from './config';
-import { finalAdapterDir, finalModelDir, hasAdapter } from './loop';
+import { finalAdapterDir, finalModelDir } from './loop';
 import { preferenceFileAccuracy, runMlpo } from './mlpo';
 import { runSft } from './sft';
 import { Rng, mixSeed } from '../data/prng';
