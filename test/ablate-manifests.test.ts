@@ -25,7 +25,7 @@ const base = {
   generate: { k: 2, n: 4, batch: 8, limit: 8 },
   train: { lr: ABLATION_DEFAULTS.train.lr, epochs: 1, batch: 4 },
   eval: { batch: 16, maxNewTokens: 16, bootstrap: 100 },
-  control: { limit: 8, lr: null as number | null },
+  control: { kind: 'swap', limit: 8, lr: null as number | null, pairs: null as number | null },
   tables: ['main'],
 };
 type Config = typeof base;
@@ -85,6 +85,15 @@ t.test('control.limit redoes only the oracle: its data, training, accuracies, ev
   t.ok(after['eval oracle'] > before['eval oracle'], 'the oracle re-evaluated');
 });
 
+t.test('control.pairs keeps the first pairs and redoes only the oracle', async (t) => {
+  const file = path.join(seedDir, 'prefs', 'oracle-absence', 'binary.jsonl');
+  const all = fs.readFileSync(file, 'utf8').trim().split('\n');
+  current = { ...current, control: { ...current.control, pairs: 5 } };
+  const lines = await ablate(current);
+  t.ok(lines.map(stageOf).includes('oracle data') && !lines.some((l) => /train (dpo|hscr)|SFT/.test(l)), lines.join('\n'));
+  t.same(fs.readFileSync(file, 'utf8').trim().split('\n'), all.slice(0, 5), 'the first 5 of the same pairs');
+});
+
 t.test("train.lr: DPO and HSCR retrain; the oracle only when its own lr (control.lr, else train.lr) changed", async (t) => {
   const lr = ABLATION_DEFAULTS.train.lr;
   current = { ...current, control: { ...current.control, lr } };
@@ -131,4 +140,25 @@ t.test('a folder without manifests (an earlier hscr) is redone, with a line nami
   const after = mtimes();
   for (const k of Object.keys(before)) t.ok(after[k] > before[k], `${k} rewritten`);
   t.same(await ablate(cfg), [], 'and then reused');
+});
+
+t.test('the on-policy control keeps its first control.pairs pairs and stops asking the model then', async (t) => {
+  const dir = path.join(seedDir, 'prefs', 'oracle-onpolicy-corrected');
+  const read = () => ({ stats: JSON.parse(fs.readFileSync(path.join(dir, 'stats.json'), 'utf8')), pairs: fs.readFileSync(path.join(dir, 'binary.jsonl'), 'utf8').trim().split('\n') });
+  current = { ...current, control: { ...current.control, kind: 'onPolicy', limit: 24, pairs: null } };
+  const lines = await ablate(current);
+  t.ok(lines.some((l) => stageOf(l) === 'on-policy oracle data') && !lines.some((l) => ['SFT', 'train dpo', 'train hscr'].includes(stageOf(l))), lines.join('\n'));
+  const all = read();
+  t.equal(all.stats.entries, 24, 'no cap: every entry answered');
+  t.ok(all.pairs.length >= 1, `${all.pairs.length} pairs`);
+  // Batches of 4 (eval.batch, which the on-policy answers use too), so that stopping early shows.
+  current = { ...current, control: { ...current.control, pairs: 1 }, eval: { ...current.eval, batch: 4 } };
+  await ablate(current);
+  const one = read();
+  t.same(one.pairs, all.pairs.slice(0, 1), 'the first pair of the uncapped run');
+  // The model is asked batch by batch until it has the pair.
+  const ids = fs.readFileSync(path.join(root, 'phantom', 'instruct-train.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).id);
+  const at = ids.indexOf(JSON.parse(one.pairs[0]).id);
+  t.equal(one.stats.entries, 4 * (Math.floor(at / 4) + 1), `the first pair is entry ${at}: answered ${one.stats.entries} of 24`);
+  t.ok(one.stats.entries < 24, 'it stopped before the last entry');
 });

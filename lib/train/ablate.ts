@@ -25,7 +25,7 @@
  * Config file (JSON; every field optional, defaults below):
  *   { "out": "ablate-runs", "seeds": [1,2,3],
  *     "phantom": {"train": 4000, "test": 3000, "seed": 7, "size": 64, "val": 600,
- *                 "instruct": {"train": 2000, "val": 200, "test": 500}},
+ *                 "instruct": {"train": 2000, "val": 1500, "test": 1500}},
  *     "preset": "tiny",
  *     "pretrain": {"epochs": 3, "lr": 2e-3, "batch": 8, "captionsInSft": true},
  *     "sft": {"finetune": "full", "lr": 2e-3, "epochs": 4, "batch": 8},
@@ -33,7 +33,7 @@
  *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
  *     "train": {"lr": 1e-4, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
  *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "figure4": true, "bootstrap": 2000},
- *     "control": {"kind": "swap", "absenceSwaps": true, "chosen": "corrected"},
+ *     "control": {"kind": "onPolicy", "absenceSwaps": true, "chosen": "corrected", "lr": null, "limit": 2000, "pairs": 500},
  *     "tables": ["main", "levels", "strategy", "ratio"],
  *     "strategies": ["token", "pixel", "patch", "latent"], "ratios": [0.3, 0.5, 0.7, 0.9] }
  */
@@ -95,11 +95,15 @@ export interface AblationConfig {
    * judge finds a wrong attribute, that answer is the rejected one. `chosen` (onPolicy only): 'reference' = y_w;
    * 'corrected' = the model's own answer with its wrong attribute words replaced until the judge finds nothing
    * wrong (lib/eval/swap.ts correctAnswer), so the pair differs only where the model erred; y_w where that fails.
-   * `lr` / `limit`: the control's own preference lr and number of preference entries; null = the methods'
-   * (`train.lr`, `generate.limit`). A positive control needs only to show the benchmark can see a real
-   * effect, so it may need more data or a larger step than HSCR/DPO, whose settings stay as they are.
+   * `lr` / `limit`: the control's own preference lr and number of preference entries it draws from; null = the
+   * methods' (`train.lr`, `generate.limit`). `pairs`: the most pairs it keeps, the first in entry order (null:
+   * all); the on-policy control stops asking the model once it has them. A fixed number of pairs, not of
+   * entries, fixes the control's number of steps: a weaker SFT model errs on more entries and would otherwise
+   * train longer (PHANTOM_RECIPE_DEFAULTS.oraclePairs says what that did on validation). A positive control
+   * needs only to show the benchmark can see a real effect, so it may need more data or a larger step than
+   * HSCR/DPO, whose settings stay as they are.
    */
-  control: { kind: ControlKind; absenceSwaps: boolean; chosen: OnPolicyChosen; lr: number | null; limit: number | null };
+  control: { kind: ControlKind; absenceSwaps: boolean; chosen: OnPolicyChosen; lr: number | null; limit: number | null; pairs: number | null };
   tables: TableName[];
   strategies: Strategy[];
   ratios: number[];
@@ -113,8 +117,10 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   // reliance 0); 4000 × 4 epochs in the same time reaches closed 62% with +10 points from the image. 300 test
   // items keep a closed accuracy's standard error near 5 points (100 gave 31 closed questions).
   // 3000 VQA test items hold ~1000 closed questions (a third of the families are yes/no): a closed accuracy's
-  // standard error near 1.5 points instead of 5. 500 instruction test prompts for Table 2 and Figure 4.
-  phantom: { train: 4000, test: 3000, seed: 7, size: 64, val: 600, instruct: { train: 2000, val: 200, test: 500 } },
+  // standard error near 1.5 points instead of 5. 1,500 instruction prompts for Table 2 and Figure 4 (and as
+  // many for validation): on 500 (200) the hallucination rate's paired interval was ±1–3 points, as wide as
+  // the positive control's effect; on 1,500 it is ±0.4–1.3 (docs/RESULTS-recipe.md §5.7). Generating them is cheap.
+  phantom: { train: 4000, test: 3000, seed: 7, size: 64, val: 600, instruct: { train: 2000, val: 1500, test: 1500 } },
   preset: 'tiny',
   // A random tiny model learns lesions from the image only after a caption-alignment stage (LLaVA's stage 1;
   // PHANTOM_RECIPE_DEFAULTS.pretrain in lib/config.ts says why and what was measured).
@@ -134,7 +140,7 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   train: { lr: PHANTOM_RECIPE_DEFAULTS.preferenceLr, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
   // Instruction answers run to 48 tokens (+ EOS); VQA answers stop at EOS after a few.
   eval: { batch: 32, maxNewTokens: 64, variant: 'strict', figure4: true, bootstrap: 2000 },
-  control: { kind: PHANTOM_RECIPE_DEFAULTS.oracleControl, absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps, chosen: PHANTOM_RECIPE_DEFAULTS.oracleOnPolicyChosen, lr: PHANTOM_RECIPE_DEFAULTS.oracleLr, limit: PHANTOM_RECIPE_DEFAULTS.oracleLimit },
+  control: { kind: PHANTOM_RECIPE_DEFAULTS.oracleControl, absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps, chosen: PHANTOM_RECIPE_DEFAULTS.oracleOnPolicyChosen, lr: PHANTOM_RECIPE_DEFAULTS.oracleLr, limit: PHANTOM_RECIPE_DEFAULTS.oracleLimit, pairs: PHANTOM_RECIPE_DEFAULTS.oraclePairs },
   tables: [...TABLE_NAMES],
   strategies: ['token', 'pixel', 'patch', 'latent'],
   ratios: [0.3, 0.5, 0.7, 0.9],
@@ -167,6 +173,7 @@ export function resolveAblationConfig(raw: Record<string, unknown>, file = '<con
   if (typeof c.control.absenceSwaps !== 'boolean') throw configError(file, 'control.absenceSwaps', 'must be true or false', c.control.absenceSwaps);
   if (c.control.lr !== null && (typeof c.control.lr !== 'number' || !(c.control.lr > 0) || !Number.isFinite(c.control.lr))) throw configError(file, 'control.lr', 'must be a positive number or null (null: train.lr)', c.control.lr);
   if (c.control.limit !== null && (!Number.isInteger(c.control.limit) || c.control.limit < 1)) throw configError(file, 'control.limit', 'must be an integer ≥ 1 or null (null: generate.limit)', c.control.limit);
+  if (c.control.pairs !== null && (!Number.isInteger(c.control.pairs) || c.control.pairs < 1)) throw configError(file, 'control.pairs', 'must be an integer ≥ 1 or null (null: every pair)', c.control.pairs);
   return c;
 }
 
@@ -525,13 +532,14 @@ async function ensureOracle(ctx: SeedContext, sftModel: string): Promise<string>
     name: `prefs-${name}`,
     label: `seed ${ctx.seed}: oracle data (${name})`,
     // The swaps are made from the known scene: the SFT model is no input.
-    settings: { kind: 'swap', absenceSwaps: ctx.c.control.absenceSwaps, limit: controlLimit(ctx.c), seed: ctx.seed },
+    settings: { kind: 'swap', absenceSwaps: ctx.c.control.absenceSwaps, limit: controlLimit(ctx.c), pairs: ctx.c.control.pairs, seed: ctx.seed },
     inputs: { source: ctx.data.prefSource },
     outputs: () => ({ binary: file }),
     clear: [dir],
     run: async () => {
       fs.mkdirSync(dir, { recursive: true });
-      writeText(file, swapOracleLines(ctx, (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c))).join('\n') + '\n');
+      const lines = swapOracleLines(ctx, (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c)));
+      writeText(file, lines.slice(0, ctx.c.control.pairs ?? lines.length).join('\n') + '\n');
     },
   });
   return file;
@@ -606,7 +614,7 @@ async function onPolicyOracleFile(ctx: SeedContext, sftModel: string): Promise<s
   await runStage(ctx.dir, ctx.log, ctx.hashes, {
     name: `prefs-${name}`,
     label: `seed ${ctx.seed}: on-policy oracle data (SFT answers, judged)`,
-    settings: { kind: 'onPolicy', chosen: ctx.c.control.chosen, limit: controlLimit(ctx.c), maxNewTokens: ctx.c.eval.maxNewTokens, batch: ctx.c.eval.batch },
+    settings: { kind: 'onPolicy', chosen: ctx.c.control.chosen, limit: controlLimit(ctx.c), pairs: ctx.c.control.pairs, maxNewTokens: ctx.c.eval.maxNewTokens, batch: ctx.c.eval.batch },
     inputs: { model: sftModel, source: ctx.data.prefSource },
     outputs: () => ({ binary: file, stats: path.join(dir, 'stats.json') }),
     clear: [dir],
@@ -621,12 +629,15 @@ async function writeOnPolicyPairs(ctx: SeedContext, sftModel: string, dir: strin
   const predictor = await loadPredictor(sftModel, undefined, { maxNewTokens: ctx.c.eval.maxNewTokens });
   const pairs: OnPolicyPair[] = [];
   const wrongKinds: Record<string, number> = {};
+  const most = ctx.c.control.pairs ?? Infinity;
+  let answered = 0;
   try {
-    for (let i = 0; i < records.length; i += ctx.c.eval.batch) {
+    for (let i = 0; i < records.length && pairs.length < most; i += ctx.c.eval.batch) {
       const batch = records.slice(i, i + ctx.c.eval.batch);
       const answers = await predictor(batch.map((r) => ({ id: r.id, image: r.image, question: r.question })));
+      answered += batch.length;
       batch.forEach((r, k) => {
-        const pair = onPolicyPair(r, answers[k], ctx.c.control.chosen);
+        const pair = pairs.length < most ? onPolicyPair(r, answers[k], ctx.c.control.chosen) : undefined;
         if (!pair) return;
         pairs.push(pair);
         for (const w of pair.rejected[0].wrong) {
@@ -638,7 +649,7 @@ async function writeOnPolicyPairs(ctx: SeedContext, sftModel: string, dir: strin
   } finally {
     predictor.dispose();
   }
-  fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify({ entries: records.length, pairs: pairs.length, corrected: pairs.filter((p) => p.corrected).length, wrongClaimsByKind: wrongKinds }, null, 2)}\n`);
+  fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify({ entries: answered, pairs: pairs.length, corrected: pairs.filter((p) => p.corrected).length, wrongClaimsByKind: wrongKinds }, null, 2)}\n`);
   writeText(file, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
 }
 
