@@ -127,6 +127,18 @@ t.test('phantom.instruct.test: new prompts, every evaluation redone, no training
   t.equal(predictions.length, 16 + 12, 'predictions for 16 VQA + 12 instruction items');
 });
 
+t.test('eval.figure4Items redoes only Figure 4, on the first prompts', async (t) => {
+  const before = mtimes();
+  current = { ...current, eval: { ...current.eval, figure4Items: 5 } as Config['eval'] };
+  const lines = await ablate(current);
+  t.same(lines.map(stageOf).sort(), ['sft', 'dpo', 'oracle', 'hscr'].map((k) => `figure 4 ${k}`).sort(), lines.join('\n'));
+  const ids = fs.readFileSync(path.join(root, 'phantom', 'instruct-test.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).id);
+  for (const f of ['figure4.json', 'figure4.blank.json']) {
+    t.same(JSON.parse(fs.readFileSync(path.join(seedDir, 'eval', 'hscr', f), 'utf8')).map((g: { id: string }) => g.id), ids.slice(0, 5), `${f}: the first 5 prompts`);
+  }
+  t.same(mtimes(), before, 'no training or evaluation redone');
+});
+
 t.test('a folder without manifests (an earlier hscr) is redone, with a line naming the stage and why', async (t) => {
   const cfg = current;
   fs.rmSync(path.join(root, 'pipeline'), { recursive: true });

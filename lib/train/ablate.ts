@@ -32,7 +32,7 @@
  *     "generate": {"k": 6, "n": 10, "beta": 0.9, "ratio": 0.7, "perturb": "token", "batch": 16, "limit": 2000},
  *     "rerank": {"j": 3, "minGap": 0.1, "gapScale": "list"},
  *     "train": {"lr": 1e-4, "epochs": 2, "batch": 4, "gamma": 0.1, "loraR": 16, "loraAlpha": 32, "loraDropout": 0.05},
- *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "figure4": true, "bootstrap": 2000},
+ *     "eval": {"batch": 32, "maxNewTokens": 64, "variant": "strict", "figure4": true, "figure4Items": null, "bootstrap": 2000},
  *     "control": {"kind": "onPolicy", "absenceSwaps": true, "chosen": "corrected", "lr": null, "limit": 2000, "pairs": 500},
  *     "tables": ["main", "levels", "strategy", "ratio"],
  *     "strategies": ["token", "pixel", "patch", "latent"], "ratios": [0.3, 0.5, 0.7, 0.9] }
@@ -87,7 +87,13 @@ export interface AblationConfig {
   generate: { k: number; n: number; beta: number; ratio: number; perturb: Strategy; batch: number; limit: number };
   rerank: { j: number; minGap: number; gapScale: GapScale };
   train: { lr: number; epochs: number; batch: number; gamma: number; loraR: number; loraAlpha: number; loraDropout: number };
-  eval: { batch: number; maxNewTokens: number; variant: MetricVariant; figure4: boolean; bootstrap: number };
+  /**
+   * `figure4Items`: Figure 4 scores the first this many instruction test prompts (null: all). On 500
+   * prompts its paired intervals were ±0.1 nats for the gap and ±0.04 for its image part (3 seeds,
+   * docs/RESULTS-recipe.md §5.4), while the teacher-forced real- and blank-image passes cost
+   * about as much as generating the answers; the demo uses 500 to stay inside its time budget.
+   */
+  eval: { batch: number; maxNewTokens: number; variant: MetricVariant; figure4: boolean; figure4Items: number | null; bootstrap: number };
   /**
    * The oracle-DPO positive control (see ensureOracle). `kind`: 'swap' = rejected answers are swaps of the
    * reference answer made from the known scene (with `absenceSwaps`, every other lesion entry's rejected answer
@@ -139,7 +145,7 @@ export const ABLATION_DEFAULTS: AblationConfig = {
   // (PHANTOM_RECIPE_DEFAULTS.preferenceLr in lib/config.ts, with the measurements).
   train: { lr: PHANTOM_RECIPE_DEFAULTS.preferenceLr, epochs: 2, batch: 4, gamma: 0.1, loraR: 16, loraAlpha: 32, loraDropout: 0.05 },
   // Instruction answers run to 48 tokens (+ EOS); VQA answers stop at EOS after a few.
-  eval: { batch: 32, maxNewTokens: 64, variant: 'strict', figure4: true, bootstrap: 2000 },
+  eval: { batch: 32, maxNewTokens: 64, variant: 'strict', figure4: true, figure4Items: null, bootstrap: 2000 },
   control: { kind: PHANTOM_RECIPE_DEFAULTS.oracleControl, absenceSwaps: PHANTOM_RECIPE_DEFAULTS.oracleAbsenceSwaps, chosen: PHANTOM_RECIPE_DEFAULTS.oracleOnPolicyChosen, lr: PHANTOM_RECIPE_DEFAULTS.oracleLr, limit: PHANTOM_RECIPE_DEFAULTS.oracleLimit, pairs: PHANTOM_RECIPE_DEFAULTS.oraclePairs },
   tables: [...TABLE_NAMES],
   strategies: ['token', 'pixel', 'patch', 'latent'],
@@ -173,6 +179,7 @@ export function resolveAblationConfig(raw: Record<string, unknown>, file = '<con
   if (typeof c.control.absenceSwaps !== 'boolean') throw configError(file, 'control.absenceSwaps', 'must be true or false', c.control.absenceSwaps);
   if (c.control.lr !== null && (typeof c.control.lr !== 'number' || !(c.control.lr > 0) || !Number.isFinite(c.control.lr))) throw configError(file, 'control.lr', 'must be a positive number or null (null: train.lr)', c.control.lr);
   if (c.control.limit !== null && (!Number.isInteger(c.control.limit) || c.control.limit < 1)) throw configError(file, 'control.limit', 'must be an integer ≥ 1 or null (null: generate.limit)', c.control.limit);
+  if (c.eval.figure4Items !== null && (!Number.isInteger(c.eval.figure4Items) || c.eval.figure4Items < 1)) throw configError(file, 'eval.figure4Items', 'must be an integer ≥ 1 or null (null: every instruction test prompt)', c.eval.figure4Items);
   if (c.control.pairs !== null && (!Number.isInteger(c.control.pairs) || c.control.pairs < 1)) throw configError(file, 'control.pairs', 'must be an integer ≥ 1 or null (null: every pair)', c.control.pairs);
   return c;
 }
@@ -760,16 +767,17 @@ async function ensureGaps(ctx: SeedContext, sftModel: string, v: Variant, adapte
   await runStage(ctx.dir, ctx.log, ctx.hashes, {
     name: `figure4-${v.key}`,
     label: `seed ${ctx.seed}: figure 4 ${v.key} (real and blank image)`,
-    settings: { blankSize: ctx.c.phantom.size },
+    settings: { blankSize: ctx.c.phantom.size, items: ctx.c.eval.figure4Items },
     inputs: { ...modelInputs(sftModel, adapterDir), instructTest: ctx.data.instructTest },
     outputs: () => ({ gaps: file, blankGaps: blankFile }),
     clear: [file, blankFile, blankImage],
     run: async () => {
       fs.mkdirSync(dir, { recursive: true });
-      const gaps = await figure4Gaps(sftModel, ctx.data.instructRecords, { adapterDir, loadAdapter: applyAdapter });
+      const records = ctx.data.instructRecords.slice(0, ctx.c.eval.figure4Items ?? undefined);
+      const gaps = await figure4Gaps(sftModel, records, { adapterDir, loadAdapter: applyAdapter });
       fs.writeFileSync(file, `${JSON.stringify(gaps)}\n`);
       const blank = await writeBlankImage(blankImage, ctx.c.phantom.size);
-      const blankGaps = await figure4Gaps(sftModel, ctx.data.instructRecords.map((r) => ({ ...r, image: blank })), { adapterDir, loadAdapter: applyAdapter });
+      const blankGaps = await figure4Gaps(sftModel, records.map((r) => ({ ...r, image: blank })), { adapterDir, loadAdapter: applyAdapter });
       fs.writeFileSync(blankFile, `${JSON.stringify(blankGaps)}\n`);
     },
   });
