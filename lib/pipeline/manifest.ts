@@ -99,3 +99,35 @@ export function staleReason(m: StageManifest | undefined, key: string, inputs: R
   const edited = Object.entries(m.outputs).filter(([, o]) => hashPath(path.resolve(outDir, o.path)) !== o.sha256).map(([k]) => k);
   return edited.length ? `outputs changed: ${edited.join(', ')}` : undefined;
 }
+
+/** Hashes of a stage's input paths (`hash`: hashPath, or a memoised one); E_IO naming the input when one is missing. */
+export function hashInputs(label: string, inputs: Record<string, string>, hash: (p: string) => string = hashPath): Record<string, string> {
+  const hashes = Object.fromEntries(Object.entries(inputs).map(([k, p]) => [k, hash(p)]));
+  const missing = Object.entries(hashes).find(([, h]) => h === 'missing');
+  if (missing) throw new HscrError(`${label}: input ${missing[0]} (${inputs[missing[0]]}) does not exist`, 'E_IO', inputs[missing[0]]);
+  return hashes;
+}
+
+/** What a stage was asked to do: the key its manifest must match. */
+export function stageKey(settings: unknown, inputHashes: Record<string, string>): string {
+  return hashJson({ settings, inputs: inputHashes });
+}
+
+/** The manifest of a stage that just finished: inputs with their hashes, outputs hashed now, relative to outDir. */
+export function finishedManifest(
+  outDir: string,
+  stage: { name: string; settings: unknown; inputs: Record<string, string>; outputs: Record<string, string> },
+  inputHashes: Record<string, string>,
+  seconds: number,
+): StageManifest {
+  return {
+    version: 1,
+    stage: stage.name,
+    key: stageKey(stage.settings, inputHashes),
+    settings: stage.settings,
+    inputs: Object.fromEntries(Object.entries(stage.inputs).map(([k, p]) => [k, { path: p, sha256: inputHashes[k] }])),
+    outputs: Object.fromEntries(Object.entries(stage.outputs).map(([k, p]) => [k, { path: path.relative(outDir, p), sha256: hashPath(p) }])),
+    seconds,
+    finishedAt: new Date().toISOString(),
+  };
+}

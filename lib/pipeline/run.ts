@@ -23,7 +23,7 @@ import { finalAdapterDir, finalModelDir } from '../train/loop';
 import { runMlpo } from '../train/mlpo';
 import { runSft } from '../train/sft';
 import type { PipelineConfig } from './config';
-import { hashJson, hashPath, readManifest, staleReason, writeManifest, type StageManifest } from './manifest';
+import { finishedManifest, hashInputs, readManifest, stageKey, staleReason, writeManifest } from './manifest';
 
 export const STAGE_NAMES = ['data', 'init', 'sft', 'generate', 'rerank', 'train', 'eval'] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
@@ -207,10 +207,8 @@ export async function runPipeline(c: PipelineConfig, o: PipelineOptions = {}): P
   appendLog(L.logFile, { event: 'start' });
   const outcomes: StageOutcome[] = [];
   for (const stage of stages(c, o.quiet ?? false)) {
-    const inputs = Object.fromEntries(Object.entries(stage.inputs).map(([k, p]) => [k, hashPath(p)]));
-    const missing = Object.entries(inputs).find(([, h]) => h === 'missing');
-    if (missing) throw new HscrError(`${stage.name}: input ${missing[0]} (${stage.inputs[missing[0]]}) does not exist`, 'E_IO', stage.inputs[missing[0]]);
-    const key = hashJson({ settings: stage.settings, inputs });
+    const inputs = hashInputs(stage.name, stage.inputs);
+    const key = stageKey(stage.settings, inputs);
     const reason = staleReason(readManifest(L.out, stage.name), key, inputs, L.out);
     if (reason === undefined) {
       outcomes.push({ stage: stage.name, action: 'skipped', reason: 'inputs, settings and outputs unchanged', seconds: 0 });
@@ -224,16 +222,7 @@ export async function runPipeline(c: PipelineConfig, o: PipelineOptions = {}): P
     const started = Date.now();
     await stage.run();
     const seconds = (Date.now() - started) / 1000;
-    const manifest: StageManifest = {
-      version: 1,
-      stage: stage.name,
-      key,
-      settings: stage.settings,
-      inputs: Object.fromEntries(Object.entries(stage.inputs).map(([k, p]) => [k, { path: p, sha256: inputs[k] }])),
-      outputs: Object.fromEntries(Object.entries(stage.outputs).map(([k, p]) => [k, { path: path.relative(L.out, p), sha256: hashPath(p) }])),
-      seconds,
-      finishedAt: new Date().toISOString(),
-    };
+    const manifest = finishedManifest(L.out, stage, inputs, seconds);
     writeManifest(L.out, manifest);
     appendLog(L.logFile, { stage: stage.name, event: 'done', seconds });
     outcomes.push({ stage: stage.name, action: 'ran', reason, seconds });

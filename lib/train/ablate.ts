@@ -62,7 +62,8 @@ import { figure4Gaps, summarizeGaps, type GapItem } from '../eval/figure4';
 import { judgeAnswer, judgeRecords, judgeReport, type JudgeScores } from '../eval/judge';
 import { loadPredictions } from '../eval/predictions';
 import { formatRecipe, recipeSummary, type RecipeSummary } from './recipe';
-import { hashJson, hashPath, readManifest, staleReason, writeManifest } from '../pipeline/manifest';
+import { finishedManifest, hashInputs, hashPath, readManifest, stageKey, staleReason, writeManifest } from '../pipeline/manifest';
+import { writeFileAtomic } from '../model/config';
 
 export type ControlKind = 'swap' | 'onPolicy';
 export type OnPolicyChosen = 'reference' | 'corrected';
@@ -315,10 +316,8 @@ function memoHash(memo: HashMemo, p: string): string {
 
 /** Runs a stage unless its manifest matches (lib/pipeline/manifest.ts); true when it ran. */
 async function runStage(dir: string, log: (line: string) => void, memo: HashMemo, stage: AblationStage): Promise<boolean> {
-  const inputs = Object.fromEntries(Object.entries(stage.inputs).map(([k, p]) => [k, memoHash(memo, p)]));
-  const missing = Object.entries(inputs).find(([, h]) => h === 'missing');
-  if (missing) throw new HscrError(`${stage.label}: input ${missing[0]} (${stage.inputs[missing[0]]}) does not exist`, 'E_IO', stage.inputs[missing[0]]);
-  const key = hashJson({ settings: stage.settings, inputs });
+  const inputs = hashInputs(stage.label, stage.inputs, (p) => memoHash(memo, p));
+  const key = stageKey(stage.settings, inputs);
   const manifest = readManifest(dir, stage.name);
   const reason = staleReason(manifest, key, inputs, dir);
   if (reason === undefined) return false;
@@ -329,18 +328,7 @@ async function runStage(dir: string, log: (line: string) => void, memo: HashMemo
   for (const p of stage.clear) fs.rmSync(p, { recursive: true, force: true });
   const started = Date.now();
   await stage.run();
-  const entries = (files: Record<string, string>, hashes: Record<string, string>, relative: boolean) =>
-    Object.fromEntries(Object.entries(files).map(([k, p]) => [k, { path: relative ? path.relative(dir, p) : p, sha256: hashes[k] ?? hashPath(p) }]));
-  writeManifest(dir, {
-    version: 1,
-    stage: stage.name,
-    key,
-    settings: stage.settings,
-    inputs: entries(stage.inputs, inputs, false),
-    outputs: entries(stage.outputs(), {}, true),
-    seconds: (Date.now() - started) / 1000,
-    finishedAt: new Date().toISOString(),
-  });
+  writeManifest(dir, finishedManifest(dir, { ...stage, outputs: stage.outputs() }, inputs, (Date.now() - started) / 1000));
   return true;
 }
 
@@ -369,12 +357,12 @@ export async function ensurePhantom(c: AblationConfig, root: string, log: (line:
     run: async () => {
       await generatePhantom({ outDir: dir, ...c.phantom, overwrite: true });
       const parts = [train, instructTrain].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f, 'utf8'));
-      writeText(sft, parts.join(''));
+      writeFileAtomic(sft, parts.join(''));
       // Image paths relative to the folder, as in the other splits, so the folder can move.
       const captions = alignmentRecords((await loadDataset(sft, { format: 'hscr' })).records).map((r) => ({ ...r, image: path.relative(dir, r.image) }));
-      writeText(alignment, captions.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      writeFileAtomic(alignment, captions.map((r) => JSON.stringify(r)).join('\n') + '\n');
       // SFT data plus the alignment captions (pretrain.captionsInSft), both with paths relative to the folder.
-      writeText(sftCaptions, fs.readFileSync(sft, 'utf8') + fs.readFileSync(alignment, 'utf8'));
+      writeFileAtomic(sftCaptions, fs.readFileSync(sft, 'utf8') + fs.readFileSync(alignment, 'utf8'));
     },
   });
   const hasInstruct = fs.existsSync(instructTrain) && c.phantom.instruct.train > 0;
@@ -385,11 +373,6 @@ function listDir(dir: string): string[] {
   return fs.existsSync(dir) ? fs.readdirSync(dir).sort() : [];
 }
 
-/** Whole or not at all (temp + rename). */
-function writeText(file: string, text: string): void {
-  fs.writeFileSync(`${file}.tmp`, text);
-  fs.renameSync(`${file}.tmp`, file);
-}
 
 /**
  * The vision-alignment stage: full fine-tuning of `init` on the caption file (alignmentRecords) into
@@ -546,7 +529,7 @@ async function ensureOracle(ctx: SeedContext, sftModel: string): Promise<string>
     run: async () => {
       fs.mkdirSync(dir, { recursive: true });
       const lines = swapOracleLines(ctx, (await loadDataset(ctx.data.prefSource, { format: 'hscr' })).records.slice(0, controlLimit(ctx.c)));
-      writeText(file, lines.slice(0, ctx.c.control.pairs ?? lines.length).join('\n') + '\n');
+      writeFileAtomic(file, lines.slice(0, ctx.c.control.pairs ?? lines.length).join('\n') + '\n');
     },
   });
   return file;
@@ -657,7 +640,7 @@ async function writeOnPolicyPairs(ctx: SeedContext, sftModel: string, dir: strin
     predictor.dispose();
   }
   fs.writeFileSync(path.join(dir, 'stats.json'), `${JSON.stringify({ entries: answered, pairs: pairs.length, corrected: pairs.filter((p) => p.corrected).length, wrongClaimsByKind: wrongKinds }, null, 2)}\n`);
-  writeText(file, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  writeFileAtomic(file, pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
 }
 
 /** The preference file a variant trains on, and where its reference log-probs are cached. */
